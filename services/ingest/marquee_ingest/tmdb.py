@@ -1,0 +1,421 @@
+"""Async TMDB v3 client: rate limited, retried, and mapped to the catalog's ``Movie``.
+
+TMDB's limits are documented at https://developer.themoviedb.org/docs/rate-limiting (about 40
+requests per second per IP); answers above them are HTTP 429 with ``Retry-After``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import math
+import random
+from collections import deque
+from collections.abc import AsyncIterator, Iterable, Mapping
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Literal, Self, get_args
+
+import httpx
+import structlog
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from marquee_ingest.ratelimit import TokenBucket
+from marquee_ingest.records import InvalidRecord, Record, SkippedRecord, build_movie, clean_names
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    from marquee_shared.events import Movie
+
+    from marquee_ingest.settings import IngestSettings
+
+log = structlog.get_logger(__name__)
+
+DEFAULT_BASE_URL = "https://api.themoviedb.org/3"
+ListSource = Literal["popular", "discover", "top_rated"]
+LIST_SOURCES: tuple[ListSource, ...] = get_args(ListSource)
+MAX_LIST_PAGES = 500
+"""TMDB answers 400 for ``page`` above 500 on every list endpoint."""
+TOP_CAST = 5
+
+_LIST_ENDPOINTS: dict[ListSource, tuple[str, dict[str, str]]] = {
+    "popular": ("/movie/popular", {}),
+    "discover": (
+        "/discover/movie",
+        {"sort_by": "popularity.desc", "include_adult": "false", "include_video": "false"},
+    ),
+    "top_rated": ("/movie/top_rated", {}),
+}
+
+
+class TmdbError(Exception):
+    """Base of every error this client raises."""
+
+
+class TmdbConfigError(TmdbError):
+    """The client cannot be built as configured (e.g. no credentials)."""
+
+
+class TmdbAuthError(TmdbError):
+    """TMDB refused the credentials (HTTP 401). Retrying cannot help."""
+
+
+class TmdbRequestError(TmdbError):
+    """TMDB refused one request (a 4xx other than 401/404/429), or answered nonsense."""
+
+    def __init__(self, message: str, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+
+
+class TmdbUnavailableError(TmdbError):
+    """TMDB could not be reached, or kept failing, after every retry."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Mapping TMDB JSON to Movie
+
+
+def _names(items: object, key: str = "name") -> list[str]:
+    if not isinstance(items, list):
+        return []
+    return clean_names(item.get(key) for item in items if isinstance(item, dict))
+
+
+def _section(data: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    value = data.get(key)
+    return value if isinstance(value, Mapping) else {}
+
+
+def _billing_order(member: Mapping[str, Any]) -> float:
+    order = member.get("order")
+    # Members without an order go last instead of failing the whole record.
+    return float(order) if isinstance(order, int | float) else math.inf
+
+
+def movie_fields_from_tmdb(data: Mapping[str, Any]) -> dict[str, Any]:
+    """Map TMDB's ``/movie/{id}?append_to_response=credits,keywords`` JSON to Movie fields.
+
+    Absent or unexpectedly shaped parts map to "unknown", never to an exception: validation of
+    the result (``build_movie``) is the one place that decides whether the record is usable.
+    """
+    credits = _section(data, "credits")
+    crew = credits.get("crew")
+    cast = credits.get("cast")
+    cast_members = sorted(
+        (m for m in cast if isinstance(m, dict)) if isinstance(cast, list) else [],
+        key=_billing_order,
+    )
+    directors = [
+        m for m in crew if isinstance(m, dict) and m.get("job") == "Director"
+    ] if isinstance(crew, list) else []
+    vote_count = data.get("vote_count")
+    fields: dict[str, Any] = {
+        "tmdb_id": data.get("id"),
+        "title": data.get("title"),
+        "original_title": data.get("original_title") or None,
+        "overview": data.get("overview") or "",
+        # TMDB sends "" for "no tagline" / "no date" and 0 for "runtime unknown".
+        "tagline": data.get("tagline") or None,
+        "genres": _names(data.get("genres")),
+        "release_date": data.get("release_date") or None,
+        "directors": _names(directors),
+        "cast": _names(cast_members)[:TOP_CAST],
+        "keywords": _names(_section(data, "keywords").get("keywords")),
+        "original_language": data.get("original_language") or None,
+        "runtime": data.get("runtime") or None,
+        # An average of no votes is TMDB's 0.0 placeholder, not a rating of zero.
+        "vote_average": None if vote_count == 0 else data.get("vote_average"),
+        "vote_count": vote_count,
+        "popularity": data.get("popularity"),
+    }
+    return fields
+
+
+def movie_from_tmdb(data: Mapping[str, Any], where: str | None = None) -> Movie | InvalidRecord:
+    """A Movie from TMDB's details JSON, or the reason it is not one."""
+    return build_movie(movie_fields_from_tmdb(data), where or f"tmdb:{data.get('id')}")
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP-date), if valid."""
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - (now or datetime.now(UTC))).total_seconds()
+    return max(0.0, seconds) if math.isfinite(seconds) else None
+
+
+# ---------------------------------------------------------------------------------------------
+# The client
+
+
+class _PageItem(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    id: int
+
+
+class _Page(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    page: int
+    results: list[_PageItem]
+    total_pages: int
+
+
+def _status_message(response: httpx.Response) -> str:
+    # TMDB errors look like {"success": false, "status_code": 7, "status_message": "..."}.
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and isinstance(body.get("status_message"), str):
+        return str(body["status_message"])
+    return response.reason_phrase or f"HTTP {response.status_code}"
+
+
+class TmdbClient:
+    """TMDB v3 over one shared ``httpx.AsyncClient``.
+
+    Pass an existing client (it stays yours to close), or use ``TmdbClient.from_settings`` as
+    an async context manager, which creates one and closes it on exit.
+    """
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        *,
+        api_key: str | None = None,
+        read_token: str | None = None,
+        base_url: str = DEFAULT_BASE_URL,
+        rate_per_second: float = 20.0,
+        max_retries: int = 5,
+        timeout_seconds: float = 10.0,
+        concurrency: int = 8,
+        language: str = "en-US",
+        backoff_base: float = 0.5,
+        backoff_max: float = 30.0,
+        max_retry_after: float = 120.0,
+        owns_http: bool = False,
+    ) -> None:
+        if not api_key and not read_token:
+            raise TmdbConfigError("no TMDB credentials: set TMDB_READ_TOKEN or TMDB_API_KEY")
+        self._http = http
+        self._owns_http = owns_http
+        self._base_url = base_url.rstrip("/")
+        # The bearer token is preferred when both are set: it keeps the secret out of URLs
+        # (and so out of proxy and access logs).
+        self._headers = {"Accept": "application/json"}
+        self._auth_params: dict[str, str] = {}
+        if read_token:
+            self._headers["Authorization"] = f"Bearer {read_token}"
+        else:
+            assert api_key is not None
+            self._auth_params["api_key"] = api_key
+        self._limiter = TokenBucket(rate_per_second)
+        self._max_retries = max_retries
+        self._timeout = httpx.Timeout(timeout_seconds)
+        self._concurrency = concurrency
+        self._language = language
+        self._backoff_base = backoff_base
+        self._backoff_max = backoff_max
+        self._max_retry_after = max_retry_after
+
+    @classmethod
+    def from_settings(
+        cls, settings: IngestSettings, http: httpx.AsyncClient | None = None, **overrides: Any
+    ) -> TmdbClient:
+        """Build from settings; creates (and then owns) an HTTP client unless one is given."""
+        api_key, token = settings.tmdb_api_key, settings.tmdb_read_token
+        if api_key is None and token is None:
+            # Checked before creating the HTTP client, so a failure leaves nothing to close.
+            raise TmdbConfigError("no TMDB credentials: set TMDB_READ_TOKEN or TMDB_API_KEY")
+        owns = http is None
+        if http is None:
+            http = httpx.AsyncClient(
+                headers={"User-Agent": "marquee-ingest/0.1"},
+                limits=httpx.Limits(max_connections=settings.tmdb_concurrency * 2),
+            )
+        return cls(
+            http,
+            api_key=api_key.get_secret_value() if api_key else None,
+            read_token=token.get_secret_value() if token else None,
+            base_url=str(settings.tmdb_base_url),
+            rate_per_second=settings.tmdb_rate_per_second,
+            max_retries=settings.tmdb_max_retries,
+            timeout_seconds=settings.tmdb_timeout_seconds,
+            concurrency=settings.tmdb_concurrency,
+            language=settings.tmdb_language,
+            owns_http=owns,
+            **overrides,
+        )
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        if self._owns_http:
+            await self._http.aclose()
+
+    # -- public API ---------------------------------------------------------------------------
+
+    async def list_movie_ids(self, source: ListSource, pages: int) -> list[int]:
+        """Movie ids from the first ``pages`` pages of a TMDB list, deduplicated, in list order.
+
+        Stops at the list's ``total_pages``. Ids can repeat across pages when the ranking moves
+        while we read it; the first position wins.
+        """
+        if source not in _LIST_ENDPOINTS:
+            raise ValueError(f"unknown list {source!r}; expected one of {LIST_SOURCES}")
+        path, params = _LIST_ENDPOINTS[source]
+        wanted = min(pages, MAX_LIST_PAGES)
+        if wanted < 1:
+            return []
+        first = await self._list_page(path, params, 1)
+        last = min(wanted, first.total_pages)
+        semaphore = asyncio.Semaphore(self._concurrency)
+
+        async def bounded(page: int) -> _Page:
+            async with semaphore:
+                return await self._list_page(path, params, page)
+
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(bounded(page)) for page in range(2, last + 1)]
+        ids: dict[int, None] = {}
+        for result in [first, *(task.result() for task in tasks)]:
+            for item in result.results:
+                ids.setdefault(item.id, None)
+        log.info("tmdb_list_read", list=source, pages=last, total_pages=first.total_pages,
+                 movies=len(ids))
+        return list(ids)
+
+    async def movie_details(self, tmdb_id: int) -> Movie | InvalidRecord | None:
+        """One movie with credits and keywords; None when TMDB does not know the id (404)."""
+        data = await self._get_json(
+            f"/movie/{tmdb_id}", {"append_to_response": "credits,keywords"}
+        )
+        if data is None:
+            return None
+        where = f"tmdb:{tmdb_id}"
+        if not isinstance(data, dict):
+            return InvalidRecord(where, "response is not a JSON object")
+        return movie_from_tmdb(data, where)
+
+    async def fetch_movies(self, ids: Iterable[int]) -> AsyncIterator[Record]:
+        """Details for many ids, ``concurrency`` in flight, yielded in the order of ``ids``.
+
+        A movie TMDB refuses (a 4xx) is reported, not raised; auth failures and TMDB being
+        unavailable end the iteration with the exception. Close the iterator (``aclosing``)
+        when stopping early so in-flight requests are cancelled.
+        """
+        pending: deque[asyncio.Task[Record]] = deque()
+        try:
+            for tmdb_id in ids:
+                pending.append(asyncio.create_task(self._fetch_record(tmdb_id)))
+                if len(pending) >= self._concurrency:
+                    yield await pending.popleft()
+            while pending:
+                yield await pending.popleft()
+        finally:
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    # -- internals ----------------------------------------------------------------------------
+
+    async def _fetch_record(self, tmdb_id: int) -> Record:
+        with structlog.contextvars.bound_contextvars(tmdb_id=tmdb_id):
+            where = f"tmdb:{tmdb_id}"
+            try:
+                result = await self.movie_details(tmdb_id)
+            except TmdbRequestError as exc:
+                return InvalidRecord(where, str(exc))
+            if result is None:
+                log.info("tmdb_movie_missing")
+                return SkippedRecord(where, "not found on TMDB (404)")
+            return result
+
+    async def _list_page(self, path: str, params: Mapping[str, str], page: int) -> _Page:
+        data = await self._get_json(path, {**params, "page": str(page)})
+        if data is None:
+            raise TmdbRequestError(f"TMDB GET {path}: not found (404)", 404)
+        try:
+            return _Page.model_validate(data)
+        except ValidationError as exc:
+            raise TmdbRequestError(f"TMDB GET {path} page {page}: unexpected response: {exc}") from exc
+
+    def _backoff(self, attempt: int) -> float:
+        ceiling = min(self._backoff_max, self._backoff_base * 2**attempt)
+        # "Equal jitter": at least half the ceiling, so retries always spread out, plus a random
+        # half, so concurrent requests that failed together do not retry together.
+        return ceiling / 2 + random.uniform(0, ceiling / 2)  # noqa: S311 - jitter, not crypto
+
+    async def _get_json(self, path: str, params: Mapping[str, str]) -> Any | None:
+        """GET with retries; the decoded JSON, or None for 404."""
+        url = self._base_url + path
+        query = {**self._auth_params, "language": self._language, **params}
+        attempt = 0
+        while True:
+            await self._limiter.acquire()
+            try:
+                response = await self._http.get(
+                    url, params=query, headers=self._headers, timeout=self._timeout
+                )
+            except httpx.TransportError as exc:  # connect errors, timeouts, dropped connections
+                failure = f"{type(exc).__name__}: {exc}".rstrip(": ")
+                delay = self._backoff(attempt)
+            else:
+                status = response.status_code
+                if status == 200:
+                    try:
+                        return response.json()
+                    except ValueError:
+                        # A truncated body from a proxy or an overloaded edge: worth a retry.
+                        failure = "HTTP 200 with a body that is not JSON"
+                        delay = self._backoff(attempt)
+                elif status == 404:
+                    return None
+                elif status == 401:
+                    raise TmdbAuthError(
+                        f"TMDB refused the credentials (401): {_status_message(response)}"
+                    )
+                elif status == 429:
+                    retry_after = parse_retry_after(response.headers.get("Retry-After"))
+                    delay = self._backoff(attempt) if retry_after is None else retry_after
+                    if delay > self._max_retry_after:
+                        raise TmdbUnavailableError(
+                            f"TMDB GET {path}: rate limited for {delay:.0f}s (Retry-After), "
+                            f"longer than the {self._max_retry_after:.0f}s we wait"
+                        )
+                    self._limiter.hold(delay)
+                    failure = "HTTP 429 (rate limited)"
+                elif status >= 500:
+                    failure = f"HTTP {status} ({_status_message(response)})"
+                    delay = self._backoff(attempt)
+                else:
+                    raise TmdbRequestError(
+                        f"TMDB GET {path}: HTTP {status} ({_status_message(response)})", status
+                    )
+            if attempt >= self._max_retries:
+                raise TmdbUnavailableError(
+                    f"TMDB GET {path} failed after {attempt + 1} attempts; last: {failure}"
+                )
+            attempt += 1
+            log.warning("tmdb_retry", path=path, attempt=attempt, delay_s=round(delay, 3),
+                        reason=failure)
+            await asyncio.sleep(delay)

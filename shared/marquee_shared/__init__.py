@@ -1,0 +1,1 @@
+"""What every Marquee service needs: event contracts, settings base, logging, health helpers."""

@@ -1,0 +1,203 @@
+"""Catalog event contracts: the public schema of the catalog stream.
+
+Anyone may publish catalog updates, so these models are the contract. Wire format (see
+docs/events.md): one Redis Stream entry per event on ``CATALOG_STREAM``, with a single field
+``event`` holding the event as JSON. A breaking change means a new ``schema_version`` *and* a new
+stream name (``...:v2``), so old and new consumers can run side by side during a migration.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from datetime import UTC, date, datetime
+from typing import Annotated, Any, Literal
+from uuid import UUID, uuid4
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
+
+SCHEMA_VERSION = 1
+CATALOG_STREAM = "marquee:catalog:v1"
+"""Versioned stream name: a v2 contract gets a new stream, never a silent change to this one."""
+DEAD_LETTER_STREAM = "marquee:catalog:v1:dead"
+"""Entries that could not be applied, with the reason; never silently dropped."""
+EVENT_FIELD = "event"
+"""The one stream-entry field that carries the JSON event."""
+MAX_EVENT_BYTES = 64 * 1024
+"""Upper bound for one encoded event; larger entries are dead-lettered, not processed."""
+
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Keyword = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+TmdbId = Annotated[int, Field(gt=0, lt=2**31, description="TMDB movie id", examples=[603])]
+
+
+class Movie(BaseModel):
+    """One movie as the catalog knows it. Fields mirror TMDB's, flattened."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+    tmdb_id: TmdbId
+    title: str = Field(min_length=1, max_length=300, examples=["The Matrix"])
+    original_title: str | None = Field(default=None, max_length=300, examples=["The Matrix"])
+    overview: str = Field(
+        default="",
+        max_length=5000,
+        description="Plot synopsis; the main text that gets embedded.",
+        examples=["A hacker learns that the world he knows is a simulation run by machines."],
+    )
+    tagline: str | None = Field(default=None, max_length=500)
+    genres: list[Name] = Field(
+        default_factory=list, max_length=20, examples=[["Action", "Science Fiction"]]
+    )
+    release_date: date | None = Field(default=None, examples=["1999-03-30"])
+    year: int | None = Field(
+        default=None, ge=1870, le=2100, description="Release year; derived from release_date."
+    )
+    directors: list[Name] = Field(default_factory=list, max_length=20, examples=[["Lana Wachowski"]])
+    cast: list[Name] = Field(
+        default_factory=list,
+        max_length=20,
+        description="Top-billed cast in billing order.",
+        examples=[["Keanu Reeves", "Laurence Fishburne", "Carrie-Anne Moss"]],
+    )
+    keywords: list[Keyword] = Field(default_factory=list, max_length=50)
+    original_language: str | None = Field(
+        default=None, pattern=r"^[a-z]{2,3}$", description="ISO 639-1 code as TMDB gives it."
+    )
+    runtime: int | None = Field(default=None, ge=0, le=1500, description="Minutes.")
+    vote_average: float | None = Field(default=None, ge=0, le=10)
+    vote_count: int | None = Field(default=None, ge=0)
+    popularity: float | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _year_matches_release_date(self) -> Movie:
+        if self.release_date is not None:
+            if self.year is None:
+                # frozen model: set through __dict__ once, during validation only
+                self.__dict__["year"] = self.release_date.year
+            elif self.year != self.release_date.year:
+                msg = f"year {self.year} contradicts release_date {self.release_date.isoformat()}"
+                raise ValueError(msg)
+        return self
+
+    def text_hash(self) -> str:
+        """Hash of the fields the embedding text is built from.
+
+        Vote and popularity figures move daily on TMDB; they must update filters but never
+        trigger a re-embedding, so they are not part of this hash.
+        """
+        return _digest(self.model_dump(mode="json", include=_TEXT_FIELDS))
+
+    def content_hash(self) -> str:
+        """Hash of the whole record: equal hashes mean nothing needs to be written."""
+        return _digest(self.model_dump(mode="json"))
+
+
+_TEXT_FIELDS = {
+    "title",
+    "original_title",
+    "overview",
+    "tagline",
+    "genres",
+    "year",
+    "directors",
+    "cast",
+    "keywords",
+}
+
+
+def _digest(data: Mapping[str, Any]) -> str:
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:32]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class _CatalogEvent(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    schema_version: Literal[1] = Field(default=SCHEMA_VERSION, description="Contract version.")
+    event_id: UUID = Field(
+        default_factory=uuid4, description="Unique per event; used to trace it through the system."
+    )
+    occurred_at: AwareDatetime = Field(
+        default_factory=_now,
+        description="When the publisher observed the change (UTC offset required).",
+    )
+    source: str = Field(
+        min_length=1,
+        max_length=200,
+        description="Who published it, e.g. 'tmdb', 'file:movies.csv', 'gateway'.",
+        examples=["tmdb"],
+    )
+
+
+class MovieFetched(_CatalogEvent):
+    """A movie's current state was fetched from a source: create or replace it."""
+
+    type: Literal["movie.fetched"] = "movie.fetched"
+    movie: Movie
+
+
+class MovieDeleted(_CatalogEvent):
+    """A movie left the catalog: remove it everywhere."""
+
+    type: Literal["movie.deleted"] = "movie.deleted"
+    tmdb_id: TmdbId
+
+
+CatalogEvent = Annotated[MovieFetched | MovieDeleted, Field(discriminator="type")]
+CATALOG_EVENT_ADAPTER: TypeAdapter[MovieFetched | MovieDeleted] = TypeAdapter(CatalogEvent)
+
+
+class InvalidEventError(ValueError):
+    """A stream entry that is not a valid catalog event; ``reason`` says why, for the dead letter."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def encode_event(event: MovieFetched | MovieDeleted) -> dict[str, str]:
+    """Stream-entry fields for one event (the wire format of the public contract)."""
+    return {EVENT_FIELD: event.model_dump_json()}
+
+
+def decode_event(fields: Mapping[bytes | str, bytes | str]) -> MovieFetched | MovieDeleted:
+    """Parse one stream entry's fields into an event, or raise InvalidEventError with a reason."""
+    raw = fields.get(EVENT_FIELD, fields.get(EVENT_FIELD.encode()))
+    if raw is None:
+        names = sorted(k.decode(errors="replace") if isinstance(k, bytes) else k for k in fields)
+        msg = f"entry has no '{EVENT_FIELD}' field (fields: {names})"
+        raise InvalidEventError(msg)
+    if len(raw) > MAX_EVENT_BYTES:
+        msg = f"event is {len(raw)} bytes, above the {MAX_EVENT_BYTES}-byte limit"
+        raise InvalidEventError(msg)
+    try:
+        return CATALOG_EVENT_ADAPTER.validate_json(raw)
+    except ValidationError as exc:
+        raise InvalidEventError(describe_validation_error(exc)) from exc
+
+
+def describe_validation_error(exc: ValidationError, limit: int = 5) -> str:
+    """A short, human-readable account of what is wrong, e.g. ``movie.year: Input should be...``."""
+    parts = []
+    for err in exc.errors(include_url=False)[:limit]:
+        where = ".".join(str(p) for p in err["loc"]) or "(root)"
+        parts.append(f"{where}: {err['msg']}")
+    more = exc.error_count() - limit
+    if more > 0:
+        parts.append(f"... and {more} more")
+    return "; ".join(parts)

@@ -1,0 +1,45 @@
+"""Settings every service shares. Each service subclasses with its own env prefix."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import AliasChoices, AnyHttpUrl, Field, RedisDsn
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from marquee_shared.events import CATALOG_STREAM
+
+
+class CommonSettings(BaseSettings):
+    """Connection and logging settings, the same variable names in every service.
+
+    Fields here use explicit ``MARQUEE_*`` names (not the subclass prefix) so one ``.env`` or
+    compose ``environment:`` block configures the whole system.
+    """
+
+    model_config = SettingsConfigDict(extra="ignore", validate_by_name=True)
+
+    redis_url: RedisDsn = Field(
+        default=RedisDsn("redis://127.0.0.1:6379/0"),
+        validation_alias=AliasChoices("MARQUEE_REDIS_URL", "REDIS_URL"),
+        description="Redis holding the catalog stream.",
+    )
+    chroma_url: AnyHttpUrl = Field(
+        default=AnyHttpUrl("http://127.0.0.1:8000"),
+        validation_alias=AliasChoices("MARQUEE_CHROMA_URL", "CHROMA_URL"),
+        description="Chroma HTTP server.",
+    )
+    chroma_collection: str = Field(
+        default="movies_minilm_l6_v1",
+        validation_alias="MARQUEE_CHROMA_COLLECTION",
+        description="Collection name; versioned by model so a new model gets a fresh index.",
+    )
+    catalog_stream: str = Field(default=CATALOG_STREAM, validation_alias="MARQUEE_CATALOG_STREAM")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", validation_alias="MARQUEE_LOG_LEVEL"
+    )
+    log_format: Literal["auto", "json", "console"] = Field(
+        default="auto",
+        validation_alias="MARQUEE_LOG_FORMAT",
+        description="auto: console on a TTY, JSON otherwise.",
+    )
