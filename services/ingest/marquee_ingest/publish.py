@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, AsyncIterable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
-from pydantic import ValidationError
-
 from marquee_shared.events import (
     CATALOG_STREAM,
     Movie,
@@ -19,6 +17,7 @@ from marquee_shared.events import (
     describe_validation_error,
 )
 from marquee_shared.streams import PIPELINE_SIZE, publish_events
+from pydantic import ValidationError
 
 from marquee_ingest.records import InvalidRecord, Record, SkippedRecord
 
@@ -44,6 +43,7 @@ class Summary:
 
     source: str
     stream: str
+    event_type: str = "movie.fetched"
     published: int = 0
     invalid: list[InvalidRecord] = field(default_factory=list)
     skipped_reasons: Counter[str] = field(default_factory=Counter)
@@ -59,6 +59,7 @@ class Summary:
         return {
             "source": self.source,
             "stream": self.stream,
+            "event_type": self.event_type,
             "published": self.published,
             "skipped": self.skipped,
             "skipped_reasons": dict(self.skipped_reasons),
@@ -145,7 +146,7 @@ async def publish_deletions(
 ) -> Summary:
     """Publish a ``MovieDeleted`` per distinct id; ids the contract rejects are reported."""
     started = time.perf_counter()
-    summary = Summary(source=source, stream=stream)
+    summary = Summary(source=source, stream=stream, event_type="movie.deleted")
     events: dict[int, MovieDeleted] = {}
     for tmdb_id in ids:
         if tmdb_id in events:
@@ -169,7 +170,7 @@ def _fetched(movies: Iterable[Movie], source: str) -> list[MovieFetched]:
     return [MovieFetched(source=source, movie=movie) for movie in movies]
 
 
-async def _as_async(records: Iterable[Record] | AsyncIterable[Record]) -> AsyncIterator[Record]:
+async def _as_async(records: Iterable[Record] | AsyncIterable[Record]) -> AsyncGenerator[Record]:
     if isinstance(records, AsyncIterable):
         iterator = aiter(records)
         try:

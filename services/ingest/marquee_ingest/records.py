@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import Any, NamedTuple
-
-from pydantic import ValidationError
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from marquee_shared.events import Movie, describe_validation_error
+from pydantic import ValidationError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
 
 
 class InvalidRecord(NamedTuple):

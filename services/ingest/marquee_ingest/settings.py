@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+from marquee_shared.settings import CommonSettings
 from pydantic import AliasChoices, Field, HttpUrl, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
-
-from marquee_shared.settings import CommonSettings
 
 
 class IngestSettings(CommonSettings):

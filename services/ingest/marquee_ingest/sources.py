@@ -15,16 +15,17 @@ from __future__ import annotations
 import csv
 import html
 import json
-from collections.abc import Callable, Iterator, Mapping
-from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import structlog
+from marquee_shared.events import Movie, describe_validation_error
 from pydantic import ValidationError
 
-from marquee_shared.events import Movie, describe_validation_error
-
 from marquee_ingest.records import InvalidRecord, Record, build_movie, clean_names
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator, Mapping
+    from pathlib import Path
 
 log = structlog.get_logger(__name__)
 
@@ -72,9 +73,9 @@ def detect_format(path: Path) -> FileFormat:
     if suffix != ".csv" and first.lstrip().startswith("{"):
         return "jsonl"
     columns = _header_columns(first)
-    if _CATALOG_REQUIRED <= columns:
+    if columns >= _CATALOG_REQUIRED:
         return "catalog-csv"
-    if _TMDB5000_REQUIRED <= columns:
+    if columns >= _TMDB5000_REQUIRED:
         return "tmdb5000"
     shown = ", ".join(sorted(columns)[:12]) or "nothing"
     raise SourceFormatError(
@@ -126,7 +127,9 @@ def _catalog_records(path: Path) -> Iterator[Record]:
             continue
         where, values = row
         tmdb_id = values.get("tmdb_id", "").strip()
-        yield build_movie(catalog_fields(values), f"{where} (tmdb_id {tmdb_id})" if tmdb_id else where)
+        yield build_movie(
+            catalog_fields(values), f"{where} (tmdb_id {tmdb_id})" if tmdb_id else where
+        )
 
 
 def catalog_fields(row: Mapping[str, str]) -> dict[str, Any]:
@@ -166,12 +169,12 @@ def read_tmdb5000(path: Path, credits_path: Path | None = None) -> Iterator[Reco
     _require_columns(path, _TMDB5000_REQUIRED, "tmdb5000")
     if credits_path is None and (sibling := path.with_name(TMDB5000_CREDITS_NAME)).is_file():
         credits_path = sibling
-    credits = _read_tmdb5000_credits(credits_path) if credits_path else {}
-    return _tmdb5000_records(path, credits)
+    people = _read_tmdb5000_credits(credits_path) if credits_path else {}
+    return _tmdb5000_records(path, people)
 
 
 def _tmdb5000_records(
-    path: Path, credits: Mapping[int, tuple[list[str], list[str]]]
+    path: Path, people: Mapping[int, tuple[list[str], list[str]]]
 ) -> Iterator[Record]:
     for row in _csv_rows(path):
         if isinstance(row, InvalidRecord):
@@ -183,16 +186,16 @@ def _tmdb5000_records(
             where = f"{where} (tmdb_id {raw_id})"
         try:
             fields = tmdb5000_fields(values)
-        except ValueError as exc:
+        except (ValueError, TypeError) as exc:
             yield InvalidRecord(where, str(exc))
             continue
-        if isinstance(fields["tmdb_id"], int) and fields["tmdb_id"] in credits:
-            fields["directors"], fields["cast"] = credits[fields["tmdb_id"]]
+        if isinstance(fields["tmdb_id"], int) and fields["tmdb_id"] in people:
+            fields["directors"], fields["cast"] = people[fields["tmdb_id"]]
         yield build_movie(fields, where)
 
 
 def tmdb5000_fields(row: Mapping[str, str]) -> dict[str, Any]:
-    """Movie fields from one ``tmdb_5000_movies.csv`` row; ValueError on undecodable JSON."""
+    """Movie fields from one ``tmdb_5000_movies.csv`` row; ValueError/TypeError on bad JSON."""
     vote_count = _number(row.get("vote_count"))
     return {
         "tmdb_id": _number(row.get("id")),
@@ -214,7 +217,7 @@ def tmdb5000_fields(row: Mapping[str, str]) -> dict[str, Any]:
 def _read_tmdb5000_credits(path: Path) -> dict[int, tuple[list[str], list[str]]]:
     """movie_id -> (directors, top cast) from ``tmdb_5000_credits.csv``."""
     _require_columns(path, frozenset({"movie_id", "cast", "crew"}), "tmdb5000 credits")
-    credits: dict[int, tuple[list[str], list[str]]] = {}
+    people: dict[int, tuple[list[str], list[str]]] = {}
     unreadable = 0
     for row in _csv_rows(path):
         if isinstance(row, InvalidRecord):
@@ -235,15 +238,18 @@ def _read_tmdb5000_credits(path: Path) -> dict[int, tuple[list[str], list[str]]]
             (m for m in cast if isinstance(m, dict)),
             key=lambda m: m["order"] if isinstance(m.get("order"), int) else 10**9,
         )
-        credits[movie_id] = (
-            clean_names(_unescape(m.get("name")) for m in crew if isinstance(m, dict)
-                        and m.get("job") == "Director"),
+        people[movie_id] = (
+            clean_names(
+                _unescape(m.get("name"))
+                for m in crew
+                if isinstance(m, dict) and m.get("job") == "Director"
+            ),
             clean_names(_unescape(m.get("name")) for m in members)[:TOP_CAST],
         )
     if unreadable:
         # Credits only enrich the movies; a movie without them is still worth indexing.
         log.warning("tmdb5000_credits_unreadable", file=path.name, rows=unreadable)
-    return credits
+    return people
 
 
 # ---------------------------------------------------------------------------------------------
@@ -340,7 +346,7 @@ def _json_names(value: str | None, column: str) -> list[str]:
     except json.JSONDecodeError as exc:
         raise ValueError(f"{column}: not a JSON list ({exc.msg})") from exc
     if not isinstance(items, list):
-        raise ValueError(f"{column}: expected a JSON list, got {type(items).__name__}")
+        raise TypeError(f"{column}: expected a JSON list, got {type(items).__name__}")
     return clean_names(_unescape(i.get("name")) for i in items if isinstance(i, dict))
 
 

@@ -99,16 +99,18 @@ def movie_fields_from_tmdb(data: Mapping[str, Any]) -> dict[str, Any]:
     Absent or unexpectedly shaped parts map to "unknown", never to an exception: validation of
     the result (``build_movie``) is the one place that decides whether the record is usable.
     """
-    credits = _section(data, "credits")
-    crew = credits.get("crew")
-    cast = credits.get("cast")
+    people = _section(data, "credits")
+    crew = people.get("crew")
+    cast = people.get("cast")
     cast_members = sorted(
         (m for m in cast if isinstance(m, dict)) if isinstance(cast, list) else [],
         key=_billing_order,
     )
-    directors = [
-        m for m in crew if isinstance(m, dict) and m.get("job") == "Director"
-    ] if isinstance(crew, list) else []
+    directors = (
+        [m for m in crew if isinstance(m, dict) and m.get("job") == "Director"]
+        if isinstance(crew, list)
+        else []
+    )
     vote_count = data.get("vote_count")
     fields: dict[str, Any] = {
         "tmdb_id": data.get("id"),
@@ -300,15 +302,18 @@ class TmdbClient:
         for result in [first, *(task.result() for task in tasks)]:
             for item in result.results:
                 ids.setdefault(item.id, None)
-        log.info("tmdb_list_read", list=source, pages=last, total_pages=first.total_pages,
-                 movies=len(ids))
+        log.info(
+            "tmdb_list_read",
+            list=source,
+            pages=last,
+            total_pages=first.total_pages,
+            movies=len(ids),
+        )
         return list(ids)
 
     async def movie_details(self, tmdb_id: int) -> Movie | InvalidRecord | None:
         """One movie with credits and keywords; None when TMDB does not know the id (404)."""
-        data = await self._get_json(
-            f"/movie/{tmdb_id}", {"append_to_response": "credits,keywords"}
-        )
+        data = await self._get_json(f"/movie/{tmdb_id}", {"append_to_response": "credits,keywords"})
         if data is None:
             return None
         where = f"tmdb:{tmdb_id}"
@@ -357,10 +362,12 @@ class TmdbClient:
         try:
             return _Page.model_validate(data)
         except ValidationError as exc:
-            raise TmdbRequestError(f"TMDB GET {path} page {page}: unexpected response: {exc}") from exc
+            raise TmdbRequestError(
+                f"TMDB GET {path} page {page}: unexpected response: {exc}"
+            ) from exc
 
     def _backoff(self, attempt: int) -> float:
-        ceiling = min(self._backoff_max, self._backoff_base * 2**attempt)
+        ceiling = min(self._backoff_max, self._backoff_base * 2.0**attempt)
         # "Equal jitter": at least half the ceiling, so retries always spread out, plus a random
         # half, so concurrent requests that failed together do not retry together.
         return ceiling / 2 + random.uniform(0, ceiling / 2)  # noqa: S311 - jitter, not crypto
@@ -416,6 +423,7 @@ class TmdbClient:
                     f"TMDB GET {path} failed after {attempt + 1} attempts; last: {failure}"
                 )
             attempt += 1
-            log.warning("tmdb_retry", path=path, attempt=attempt, delay_s=round(delay, 3),
-                        reason=failure)
+            log.warning(
+                "tmdb_retry", path=path, attempt=attempt, delay_s=round(delay, 3), reason=failure
+            )
             await asyncio.sleep(delay)

@@ -1,0 +1,93 @@
+"""Session fixtures: real redis-server and `chroma run` processes on free ports, and the model
+loaded once. A server that cannot start fails the tests that need it with its log, never skips.
+
+testcontainers would be used when a Docker engine answers; this machine (and CI) has none, so
+the servers run as local processes, the same way `make run` starts them (scripts/devstack.py).
+"""
+
+from __future__ import annotations
+
+import sys
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+
+import devstack  # noqa: E402
+
+SHARED_DATA = ROOT.parent / "shared" / "data"
+CATALOG_CSV = SHARED_DATA / "catalog" / "movies.csv"
+
+
+def _start(proc: devstack.Proc, probe: object, what: str, timeout: float) -> devstack.Proc:
+    proc.start()
+    try:
+        proc.wait_until(probe, what, timeout)  # type: ignore[arg-type]
+    except devstack.StackError as exc:
+        proc.stop()
+        pytest.fail(f"could not start {proc.name} for the tests: {exc}", pytrace=False)
+    return proc
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A fresh redis-server for this test session (no persistence: tests start clean)."""
+    port = devstack.free_port()
+    base = tmp_path_factory.mktemp("redis")
+    try:
+        proc = devstack.redis_proc(port, base / "data", base, persistent=False)
+    except devstack.StackError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    url = f"redis://127.0.0.1:{port}/0"
+    _start(proc, lambda: devstack.redis_answers(url), "answering PING", 20)
+    yield url
+    proc.stop()
+
+
+@pytest.fixture(scope="session")
+def chroma_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A `chroma run` HTTP server for this test session."""
+    port = devstack.free_port()
+    base = tmp_path_factory.mktemp("chroma")
+    proc = devstack.chroma_proc(port, base / "data", base)
+    url = f"http://127.0.0.1:{port}"
+    _start(proc, lambda: devstack.http_ok(url + "/api/v2/heartbeat"), "up", 60)
+    yield url
+    proc.stop()
+
+
+@pytest.fixture(scope="session")
+def encoder():  # type: ignore[no-untyped-def]
+    """The all-MiniLM-L6-v2 model, loaded once per test session."""
+    from marquee_embedder.encoder import Encoder
+    from marquee_embedder.settings import default_model_path
+
+    return Encoder(default_model_path())
+
+
+@pytest.fixture
+async def redis(redis_url: str) -> AsyncIterator[object]:
+    """A client on a flushed database: each test starts with no streams or groups."""
+    from redis.asyncio import Redis
+
+    client = Redis.from_url(redis_url)
+    await client.flushdb()
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+def collection_name() -> str:
+    """A fresh Chroma collection per test, so tests never see each other's movies."""
+    return f"test_{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(scope="session")
+def catalog_csv() -> Path:
+    if not CATALOG_CSV.exists():
+        pytest.skip(f"{CATALOG_CSV} is absent (the ../shared kit is not beside the project)")
+    return CATALOG_CSV

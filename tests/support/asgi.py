@@ -1,0 +1,38 @@
+"""Serve a real ASGI app (with its lifespan) on a free port inside the test's event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import uvicorn
+
+import devstack
+
+
+@contextlib.asynccontextmanager
+async def serve(app: Any, *, startup_timeout: float = 120.0) -> AsyncIterator[str]:
+    """Run ``app`` under uvicorn on 127.0.0.1:<free port>; yields its base URL."""
+    port = devstack.free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    server = uvicorn.Server(config)
+    # Tests own the signals; uvicorn must not replace pytest's SIGINT handling.
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    task = asyncio.create_task(server.serve())
+    deadline = asyncio.get_running_loop().time() + startup_timeout
+    while not server.started:
+        if task.done():
+            task.result()  # re-raise why it could not start
+            msg = "server exited during startup (see log above)"
+            raise RuntimeError(msg)
+        if asyncio.get_running_loop().time() > deadline:
+            msg = f"app did not start within {startup_timeout:g}s"
+            raise TimeoutError(msg)
+        await asyncio.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 60)
