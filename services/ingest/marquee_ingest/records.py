@@ -54,7 +54,12 @@ def clean_names(names: Iterable[object]) -> list[str]:
 
 
 def build_movie(fields: dict[str, Any], where: str) -> Movie | InvalidRecord:
-    """Validate fields mapped from an external source, capping lists to the contract limits."""
+    """Validate fields mapped from an external source, capping lists to the contract limits.
+
+    Unknown (None) values are left out: the defaults apply, and a missing required field is
+    reported as "Field required" rather than as a type error about None.
+    """
+    fields = {key: value for key, value in fields.items() if value is not None}
     for field, cap in LIST_CAPS.items():
         value = fields.get(field)
         if isinstance(value, list) and len(value) > cap:

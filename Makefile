@@ -1,0 +1,49 @@
+# The two commands a user needs: `make run` and `make test`. Both install what is missing first.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+EMBEDDERS ?= 1
+ARGS ?=
+PACKAGES := shared services/ingest services/embedder services/search services/explainer services/gateway
+# Reinstall only when a dependency declaration changed.
+STAMP := $(VENV)/.installed-$(shell cat $(addsuffix /pyproject.toml,$(PACKAGES)) requirements-dev.txt constraints.txt 2>/dev/null | sha1sum | cut -c1-12)
+
+.PHONY: install run test lint typecheck format clean-data help
+
+help:
+	@echo "make run [EMBEDDERS=N]   start everything locally and ingest the demo catalog"
+	@echo "make test                install what is missing and run the whole test suite"
+	@echo "make lint / typecheck    ruff / mypy strict"
+
+install: $(STAMP)
+
+$(STAMP):
+	@command -v redis-server >/dev/null || { echo "redis-server is missing: sudo apt-get install -y redis-server (or set REDIS_URL for make run)"; }
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	@# torch first, pinned: the CPU build (an unpinned torch pulls a multi-GB CUDA build).
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -c constraints.txt -r requirements-dev.txt $(addprefix -e ,$(PACKAGES))
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+run: install
+	$(BIN)/python scripts/devstack.py --embedders $(EMBEDDERS) $(ARGS)
+
+test: install
+	$(BIN)/python -m pytest $(ARGS)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: install
+	$(BIN)/mypy shared services scripts/devstack.py
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+clean-data:
+	rm -rf .data

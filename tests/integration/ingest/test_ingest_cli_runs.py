@@ -1,0 +1,142 @@
+"""``marquee-ingest`` as a user runs it: a separate process, real Redis, the fake TMDB.
+
+A subprocess, not ``main()`` in the test process: the CLI configures logging for the whole
+process, which must not leak into other tests.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from redis.asyncio import Redis
+
+from marquee_shared.events import CATALOG_STREAM, MovieDeleted, decode_event
+from tests.fakes.tmdb import FakeTmdb
+
+pytestmark = pytest.mark.integration
+
+
+def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("MARQUEE_", "TMDB_"))}
+    return subprocess.run(
+        [sys.executable, "-m", "marquee_ingest", *args],
+        env={**base, "MARQUEE_LOG_FORMAT": "json", **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.fixture
+def jsonl(tmp_path: Path) -> Path:
+    lines = [
+        json.dumps({"tmdb_id": 1, "title": "One", "overview": "First."}),
+        json.dumps({"tmdb_id": 2, "title": "Two", "vote_average": 42}),
+        json.dumps({"tmdb_id": 3, "title": "Three"}),
+    ]
+    path = tmp_path / "movies.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+async def test_file_prints_a_summary(redis: Redis, redis_url: str, jsonl: Path) -> None:
+    result = run_cli("file", str(jsonl), MARQUEE_REDIS_URL=redis_url)
+
+    assert result.returncode == 0, result.stderr
+    assert "published 2 movie.fetched events to marquee:catalog:v1" in result.stdout
+    assert "invalid   1" in result.stdout
+    assert "movies.jsonl:2 (tmdb_id 2): vote_average: Input should be less than" in result.stdout
+    assert await redis.xlen(CATALOG_STREAM) == 2
+    # Logs go to stderr, one JSON object per line (not a TTY), with the run's bound ids.
+    finished = [json.loads(line) for line in result.stderr.splitlines() if "ingest_finished" in line]
+    assert finished[0]["published"] == 2
+    assert finished[0]["run_id"]
+
+
+async def test_file_json_summary(redis: Redis, redis_url: str, jsonl: Path) -> None:
+    result = run_cli("file", str(jsonl), "--json", "--limit", "1", MARQUEE_REDIS_URL=redis_url)
+
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["published"] == 1
+    assert summary["invalid"] == 0
+    assert summary["stream"] == CATALOG_STREAM
+    assert summary["last_entry_id"]
+
+
+async def test_demo(redis: Redis, redis_url: str) -> None:
+    result = run_cli("demo", "--json", MARQUEE_REDIS_URL=redis_url)
+
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["published"] == await redis.xlen(CATALOG_STREAM) > 0
+
+
+async def test_delete(redis: Redis, redis_url: str) -> None:
+    result = run_cli("delete", "603", "604", "--json", MARQUEE_REDIS_URL=redis_url)
+
+    assert result.returncode == 0, result.stderr
+    entries = await redis.xrange(CATALOG_STREAM)
+    events = [decode_event(fields) for _, fields in entries]
+    assert [e.tmdb_id for e in events if isinstance(e, MovieDeleted)] == [603, 604]
+
+
+async def test_tmdb(redis: Redis, redis_url: str, fake_tmdb: FakeTmdb) -> None:
+    result = run_cli(
+        "tmdb",
+        "--list",
+        "top_rated",
+        "--pages",
+        "1",
+        "--json",
+        MARQUEE_REDIS_URL=redis_url,
+        TMDB_READ_TOKEN=fake_tmdb.read_token,
+        MARQUEE_INGEST_TMDB_BASE_URL=fake_tmdb.url,
+        MARQUEE_INGEST_TMDB_RATE_PER_SECOND="500",
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["published"] == 20
+    assert await redis.xlen(CATALOG_STREAM) == 20
+
+
+def test_unreachable_redis_exits_1(unused_redis_url: str, jsonl: Path) -> None:
+    result = run_cli("file", str(jsonl), MARQUEE_REDIS_URL=unused_redis_url)
+
+    assert result.returncode == 1
+    assert f"marquee-ingest: cannot reach Redis at {unused_redis_url}: " in result.stderr
+    assert result.stdout == ""
+
+
+def test_tmdb_failing_exits_1(redis_url: str, fake_tmdb: FakeTmdb) -> None:
+    fake_tmdb.fail_next(100, 503)
+
+    result = run_cli(
+        "tmdb",
+        "--ids",
+        "603",
+        MARQUEE_REDIS_URL=redis_url,
+        TMDB_API_KEY=fake_tmdb.api_key,
+        MARQUEE_INGEST_TMDB_BASE_URL=fake_tmdb.url,
+        MARQUEE_INGEST_TMDB_MAX_RETRIES="1",
+    )
+
+    assert result.returncode == 1
+    assert "marquee-ingest: TMDB GET /movie/603 failed after 2 attempts" in result.stderr
+
+
+def test_tmdb_wrong_key_exits_1(redis_url: str, fake_tmdb: FakeTmdb) -> None:
+    result = run_cli(
+        "tmdb",
+        MARQUEE_REDIS_URL=redis_url,
+        TMDB_API_KEY="wrong",
+        MARQUEE_INGEST_TMDB_BASE_URL=fake_tmdb.url,
+    )
+
+    assert result.returncode == 1
+    assert "TMDB refused the credentials (401): Invalid API key" in result.stderr
