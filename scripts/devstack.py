@@ -212,8 +212,25 @@ class Stack:
         self.say = say
 
     @property
+    def api_key(self) -> str:
+        """The key for writing endpoints: MARQUEE_GATEWAY_API_KEYS's first, else one generated
+        once per data folder (kept in <data>/api-key, readable only by its owner)."""
+        configured = os.environ.get("MARQUEE_GATEWAY_API_KEYS", "").split(",")[0].strip()
+        if configured:
+            return configured
+        path = self.data_dir / "api-key"
+        if not path.exists():
+            import secrets  # noqa: PLC0415
+
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            path.touch(mode=0o600)
+            path.write_text(secrets.token_urlsafe(24))
+        return path.read_text().strip()
+
+    @property
     def env(self) -> dict[str, str]:
         return {
+            "MARQUEE_GATEWAY_API_KEYS": os.environ.get("MARQUEE_GATEWAY_API_KEYS") or self.api_key,
             "MARQUEE_REDIS_URL": self.redis_url,
             "MARQUEE_CHROMA_URL": self.chroma_url,
             "MARQUEE_GATEWAY_SEARCH_URL": self.search_url,
@@ -273,8 +290,12 @@ class Stack:
     def add_embedder(self) -> Proc:
         i = len(self.embedders)
         port = self.ports.embedder(i)
+        # Split the cores between replicas: torch thread pools that together exceed the cores
+        # spin against each other and embed slower than one pool would.
+        threads = max(1, (os.cpu_count() or 1) // self.embedder_count)
+        env = {"MARQUEE_EMBEDDER_TORCH_THREADS": str(threads), **self.env}
         proc = self._add(
-            service_proc(f"embedder-{i + 1}", "marquee_embedder.app", port, self.env, self.log_dir)
+            service_proc(f"embedder-{i + 1}", "marquee_embedder.app", port, env, self.log_dir)
         )
         self.embedders.append(proc)
         self.embedder_urls.append(f"http://127.0.0.1:{port}")
@@ -352,6 +373,7 @@ def main(argv: list[str] | None = None) -> int:
             _wait_indexed(stack)
         print(f"\nMarquee is up: {stack.gateway_url}  (API docs: {stack.gateway_url}/docs)")
         print(f"try:  curl '{stack.gateway_url}/v1/search?q=a+shark+terrorizes+a+beach+town&k=3'")
+        print(f"API key for writing endpoints (X-API-Key): {stack.api_key}")
         print("Ctrl+C stops everything.")
         while not stop_requested:
             dead = [p.name for p in stack.procs if not p.alive]
