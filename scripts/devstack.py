@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import os
 import shutil
 import signal
@@ -142,7 +143,11 @@ def redis_proc(port: int, data_dir: Path, log_dir: Path, *, persistent: bool) ->
     data_dir.mkdir(parents=True, exist_ok=True)
     argv = [exe, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data_dir), "--save", ""]
     # AOF with fsync every second: the catalog stream and consumer-group state survive a restart.
-    argv += ["--appendonly", "yes", "--appendfsync", "everysec"] if persistent else ["--appendonly", "no"]
+    argv += (
+        ["--appendonly", "yes", "--appendfsync", "everysec"]
+        if persistent
+        else ["--appendonly", "no"]
+    )
     return Proc("redis", argv, log_dir / "redis.log")
 
 
@@ -157,10 +162,16 @@ def chroma_proc(port: int, data_dir: Path, log_dir: Path) -> Proc:
 
 def service_proc(name: str, module: str, port: int, env: Mapping[str, str], log_dir: Path) -> Proc:
     argv = [
-        str(BIN / "uvicorn"), f"{module}:create_app", "--factory",
-        "--host", "127.0.0.1", "--port", str(port),
+        str(BIN / "uvicorn"),
+        f"{module}:create_app",
+        "--factory",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
         "--no-access-log",  # each service logs one structured line per request itself
-        "--timeout-graceful-shutdown", "25",
+        "--timeout-graceful-shutdown",
+        "25",
     ]
     return Proc(name, argv, log_dir / f"{name}.log", env=env)
 
@@ -177,8 +188,12 @@ class Ports:
     @classmethod
     def free(cls) -> Ports:
         return cls(
-            gateway=free_port(), search=free_port(), explainer=free_port(),
-            embedder_base=0, chroma=free_port(), redis=free_port(),
+            gateway=free_port(),
+            search=free_port(),
+            explainer=free_port(),
+            embedder_base=0,
+            chroma=free_port(),
+            redis=free_port(),
         )
 
     def embedder(self, i: int) -> int:
@@ -243,8 +258,12 @@ class Stack:
         }
 
     def _check_ports(self) -> None:
-        wanted = {"gateway": self.ports.gateway, "search": self.ports.search,
-                  "explainer": self.ports.explainer, "chroma": self.ports.chroma}
+        wanted = {
+            "gateway": self.ports.gateway,
+            "search": self.ports.search,
+            "explainer": self.ports.explainer,
+            "chroma": self.ports.chroma,
+        }
         if not self.external_redis:
             wanted["redis"] = self.ports.redis
         busy = {n: p for n, p in wanted.items() if port_in_use(p)}
@@ -265,23 +284,45 @@ class Stack:
                 self.say(f"using Redis at {self.redis_url}")
             else:
                 redis = self._add(
-                    redis_proc(self.ports.redis, self.data_dir / "redis", self.log_dir, persistent=True)
+                    redis_proc(
+                        self.ports.redis, self.data_dir / "redis", self.log_dir, persistent=True
+                    )
                 )
                 redis.wait_until(lambda: redis_answers(self.redis_url), "answering PING", 20)
                 self.say(f"redis     {self.redis_url} (AOF under {self.data_dir / 'redis'})")
-            chroma = self._add(chroma_proc(self.ports.chroma, self.data_dir / "chroma", self.log_dir))
+            chroma = self._add(
+                chroma_proc(self.ports.chroma, self.data_dir / "chroma", self.log_dir)
+            )
             chroma.wait_until(lambda: http_ok(self.chroma_url + "/api/v2/heartbeat"), "up", 60)
             self.say(f"chroma    {self.chroma_url} (data under {self.data_dir / 'chroma'})")
-            for i in range(self.embedder_count):
+            for _ in range(self.embedder_count):
                 self.add_embedder()
-            search = self._add(service_proc("search", "marquee_search.app", self.ports.search, self.env, self.log_dir))
-            explainer = self._add(service_proc("explainer", "marquee_explainer.app", self.ports.explainer, self.env, self.log_dir))
-            gateway = self._add(service_proc("gateway", "marquee_gateway.app", self.ports.gateway, self.env, self.log_dir))
-            for proc, url in [*zip(self.embedders, self.embedder_urls, strict=True),
-                              (search, self.search_url),
-                              (explainer, f"http://127.0.0.1:{self.ports.explainer}"),
-                              (gateway, self.gateway_url)]:
-                proc.wait_until(lambda u=url: http_ok(u + "/ready"), "ready", 180)
+            search = self._add(
+                service_proc(
+                    "search", "marquee_search.app", self.ports.search, self.env, self.log_dir
+                )
+            )
+            explainer = self._add(
+                service_proc(
+                    "explainer",
+                    "marquee_explainer.app",
+                    self.ports.explainer,
+                    self.env,
+                    self.log_dir,
+                )
+            )
+            gateway = self._add(
+                service_proc(
+                    "gateway", "marquee_gateway.app", self.ports.gateway, self.env, self.log_dir
+                )
+            )
+            for proc, url in [
+                *zip(self.embedders, self.embedder_urls, strict=True),
+                (search, self.search_url),
+                (explainer, f"http://127.0.0.1:{self.ports.explainer}"),
+                (gateway, self.gateway_url),
+            ]:
+                proc.wait_until(functools.partial(http_ok, url + "/ready"), "ready", 180)
                 self.say(f"{proc.name:<9} {url} ready")
         except BaseException:
             self.stop()
@@ -344,17 +385,29 @@ def running(stack: Stack) -> Iterator[Stack]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run the whole Marquee stack locally.")
-    parser.add_argument("--embedders", type=int, default=int(os.environ.get("EMBEDDERS", "1")),
-                        help="embedder workers to start (env EMBEDDERS; default 1)")
-    parser.add_argument("--data-dir", type=Path, default=Path(os.environ.get("MARQUEE_DATA_DIR", ROOT / ".data")))
-    parser.add_argument("--gateway-port", type=int, default=int(os.environ.get("GATEWAY_PORT", "8080")))
+    parser.add_argument(
+        "--embedders",
+        type=int,
+        default=int(os.environ.get("EMBEDDERS", "1")),
+        help="embedder workers to start (env EMBEDDERS; default 1)",
+    )
+    parser.add_argument(
+        "--data-dir", type=Path, default=Path(os.environ.get("MARQUEE_DATA_DIR", ROOT / ".data"))
+    )
+    parser.add_argument(
+        "--gateway-port", type=int, default=int(os.environ.get("GATEWAY_PORT", "8080"))
+    )
     parser.add_argument("--no-ingest", action="store_true", help="do not ingest the demo catalog")
     args = parser.parse_args(argv)
     if args.embedders < 1:
         parser.error("--embedders must be at least 1")
 
-    stack = Stack(args.data_dir, embedders=args.embedders,
-                  ports=Ports(gateway=args.gateway_port), redis_url=os.environ.get("REDIS_URL"))
+    stack = Stack(
+        args.data_dir,
+        embedders=args.embedders,
+        ports=Ports(gateway=args.gateway_port),
+        redis_url=os.environ.get("REDIS_URL"),
+    )
     stop_requested = False
 
     def request_stop(*_: object) -> None:
@@ -392,7 +445,9 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def backlog(redis_url: str, stream: str = "marquee:catalog:v1", group: str = "embedders") -> int | None:
+def backlog(
+    redis_url: str, stream: str = "marquee:catalog:v1", group: str = "embedders"
+) -> int | None:
     """Entries not yet applied by the embedders: the group's lag plus its pending entries."""
     import redis  # noqa: PLC0415
 
@@ -412,7 +467,9 @@ def _wait_indexed(stack: Stack, timeout: float = 600.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         left = backlog(stack.redis_url)
-        print(f"indexed {stack.indexed_count()} movies, {left} events to go   ", end="\r", flush=True)
+        print(
+            f"indexed {stack.indexed_count()} movies, {left} events to go   ", end="\r", flush=True
+        )
         if left == 0:
             print()
             return

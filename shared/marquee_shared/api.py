@@ -80,7 +80,11 @@ class MovieFilters(BaseModel):
 
     @model_validator(mode="after")
     def _year_range_ordered(self) -> MovieFilters:
-        if self.year_min is not None and self.year_max is not None and self.year_min > self.year_max:
+        if (
+            self.year_min is not None
+            and self.year_max is not None
+            and self.year_min > self.year_max
+        ):
             msg = f"year_min ({self.year_min}) is after year_max ({self.year_max})"
             raise ValueError(msg)
         return self

@@ -83,5 +83,5 @@ def movie_from_metadata(md: Mapping[str, object]) -> Movie:
     raw = md.get("movie")
     if not isinstance(raw, str):
         msg = "record has no 'movie' metadata: it was not written by the Marquee embedder"
-        raise ValueError(msg)
+        raise ValueError(msg)  # noqa: TRY004 - bad data in the index, not a caller's type error
     return Movie.model_validate_json(raw)

@@ -47,7 +47,10 @@ def start_or_fail(stack: devstack.Stack) -> None:
 def demo_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[devstack.Stack]:
     """The stack with the demo catalog ingested (`make run` minus the terminal)."""
     stack = devstack.Stack(
-        tmp_path_factory.mktemp("stack"), embedders=1, ports=devstack.Ports.free(), say=lambda _: None
+        tmp_path_factory.mktemp("stack"),
+        embedders=1,
+        ports=devstack.Ports.free(),
+        say=lambda _: None,
     )
     start_or_fail(stack)
     try:

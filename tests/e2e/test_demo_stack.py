@@ -15,20 +15,32 @@ pytestmark = pytest.mark.e2e
 
 DEMO_IDS = {
     json.loads(line)["tmdb_id"]
-    for line in resources.files("marquee_ingest").joinpath("data/demo_catalog.jsonl").read_text().splitlines()
+    for line in resources.files("marquee_ingest")
+    .joinpath("data/demo_catalog.jsonl")
+    .read_text()
+    .splitlines()
     if line.strip()
 }
 
 PLOTS = [
-    ("a great white shark keeps killing swimmers at a beach town and three men go to sea to hunt it", 578),
+    (
+        "a great white shark keeps killing swimmers at a beach town and three men go to sea to hunt it",
+        578,
+    ),
     ("a computer hacker learns the world is a simulation run by machines", 603),
     ("a cowboy doll gets jealous when a space ranger toy becomes the boy's favourite", 862),
     ("a girl must work in a bathhouse for spirits after her parents are turned into pigs", 129),
     ("a clownfish father crosses the ocean to find his son who was taken by a diver", 12),
     ("scientists clone dinosaurs for an island theme park and they escape", 329),
-    ("a poor korean family gets hired by a rich family by pretending to be tutors and a housekeeper", 496243),
+    (
+        "a poor korean family gets hired by a rich family by pretending to be tutors and a housekeeper",
+        496243,
+    ),
     ("a banker wrongly convicted of murdering his wife escapes prison after decades", 278),
-    ("astronauts travel through a wormhole to find a new home for humanity while time runs differently", 157336),
+    (
+        "astronauts travel through a wormhole to find a new home for humanity while time runs differently",
+        157336,
+    ),
     ("thieves enter people's dreams to plant an idea", 27205),
 ]
 
@@ -58,18 +70,29 @@ def test_filters_hold(demo_stack):
     assert hits and all(h["year"] <= 1960 for h in hits)
     hits = search(demo_stack, q="talking animals", k=20, genres="Animation", min_rating=7.5)
     assert hits and all("Animation" in h["genres"] and h["rating"] >= 7.5 for h in hits)
-    hits = search(demo_stack, q="monsters", k=20, year_min=1980, year_max=1989, genres="Horror,Science Fiction")
+    hits = search(
+        demo_stack,
+        q="monsters",
+        k=20,
+        year_min=1980,
+        year_max=1989,
+        genres="Horror,Science Fiction",
+    )
     assert hits and all(1980 <= h["year"] <= 1989 for h in hits)
     assert all({"Horror", "Science Fiction"} & set(h["genres"]) for h in hits)
 
 
 @pytest.mark.parametrize(
-    ("source", "sequel"), [(862, 10193), (348, 679), (238, 240)], ids=["toy-story", "alien", "godfather"]
+    ("source", "sequel"),
+    [(862, 10193), (348, 679), (238, 240)],
+    ids=["toy-story", "alien", "godfather"],
 )
 def test_similar_movies_are_sensible(demo_stack, source, sequel):
     """A film's sequel is among its 3 nearest, and most neighbours share a genre with it."""
     movie = httpx.get(f"{demo_stack.gateway_url}/v1/movies/{source}", timeout=10).json()
-    r = httpx.get(f"{demo_stack.gateway_url}/v1/movies/{source}/similar", params={"k": 5}, timeout=30)
+    r = httpx.get(
+        f"{demo_stack.gateway_url}/v1/movies/{source}/similar", params={"k": 5}, timeout=30
+    )
     assert r.status_code == 200
     hits = r.json()["results"]
     ids = [h["tmdb_id"] for h in hits]
@@ -84,11 +107,16 @@ def test_movie_details_and_errors_through_the_gateway(demo_stack):
     assert r.json()["title"] == "Jaws"
     assert r.json()["directors"] == ["Steven Spielberg"]
     assert httpx.get(demo_stack.gateway_url + "/v1/movies/999999999", timeout=10).status_code == 404
-    assert httpx.get(demo_stack.gateway_url + "/v1/search", params={"q": "x", "k": 1000}, timeout=10).status_code == 422
+    assert (
+        httpx.get(
+            demo_stack.gateway_url + "/v1/search", params={"q": "x", "k": 1000}, timeout=10
+        ).status_code
+        == 422
+    )
     services = {
         demo_stack.gateway_url: "marquee_http_request_seconds",
         demo_stack.search_url: "marquee_http_request_seconds",
-        **{url: "marquee_embedder_events_total" for url in demo_stack.embedder_urls},
+        **dict.fromkeys(demo_stack.embedder_urls, "marquee_embedder_events_total"),
     }
     for url, metric in services.items():
         assert httpx.get(url + "/health", timeout=10).status_code == 200
@@ -103,7 +131,9 @@ def test_running_again_keeps_the_data_and_duplicates_nothing(demo_stack):
     """
     count = demo_stack.indexed_count()
     demo_stack.stop()
-    again = devstack.Stack(demo_stack.data_dir, embedders=1, ports=demo_stack.ports, say=lambda _: None)
+    again = devstack.Stack(
+        demo_stack.data_dir, embedders=1, ports=demo_stack.ports, say=lambda _: None
+    )
     start_or_fail(again)
     try:
         assert again.indexed_count() == count

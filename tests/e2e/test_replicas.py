@@ -19,7 +19,10 @@ def test_two_replicas_index_2000_movies_exactly_once_and_reingest_embeds_nothing
     tmp_path, catalog_csv
 ):
     sample = tmp_path / "sample.csv"
-    with catalog_csv.open(newline="", encoding="utf-8") as src, sample.open("w", newline="", encoding="utf-8") as dst:
+    with (
+        catalog_csv.open(newline="", encoding="utf-8") as src,
+        sample.open("w", newline="", encoding="utf-8") as dst,
+    ):
         reader = csv.reader(src)
         writer = csv.writer(dst)
         writer.writerow(next(reader))
@@ -28,7 +31,9 @@ def test_two_replicas_index_2000_movies_exactly_once_and_reingest_embeds_nothing
                 break
             writer.writerow(row)
 
-    stack = devstack.Stack(tmp_path / "stack", embedders=2, ports=devstack.Ports.free(), say=lambda _: None)
+    stack = devstack.Stack(
+        tmp_path / "stack", embedders=2, ports=devstack.Ports.free(), say=lambda _: None
+    )
     start_or_fail(stack)
     try:
         first = stack.ingest("file", str(sample), "--json", "--quiet")

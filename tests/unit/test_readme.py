@@ -33,7 +33,8 @@ def env_names(settings: type[BaseSettings]) -> list[str]:
 
 
 @pytest.mark.parametrize(
-    "settings", [GatewaySettings, SearchSettings, EmbedderSettings, IngestSettings, ExplainerSettings]
+    "settings",
+    [GatewaySettings, SearchSettings, EmbedderSettings, IngestSettings, ExplainerSettings],
 )
 def test_every_environment_variable_is_in_the_readme(settings):
     missing = [n for n in env_names(settings) if f"`{n}`" not in README]

@@ -49,9 +49,11 @@ def create_app(
     async def lifespan(context: ContextRepo) -> AsyncIterator[None]:
         structlog.contextvars.bind_contextvars(consumer=settings.consumer_name)
         started = time.perf_counter()
-        model = encoder or await anyio.to_thread.run_sync(
-            lambda: Encoder(settings.model_path, threads=settings.torch_threads)
-        )
+        model = encoder
+        if model is None:
+            model = await anyio.to_thread.run_sync(
+                lambda: Encoder(settings.model_path, threads=settings.torch_threads)
+            )
         indexer, chroma = await connect_collection(settings, model)
         redis: Redis = Redis.from_url(str(settings.redis_url))
         # FastStream would create the group at "$" (the stream's end): events published before

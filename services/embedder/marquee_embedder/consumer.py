@@ -60,14 +60,11 @@ class StreamFieldsFormat(MessageFormat):
             except Exception:  # noqa: BLE001 - any undecodable envelope becomes a dead letter
                 fields = {"__data__": data.decode("utf-8", errors="replace")}
         else:
-            fields = {
-                _text(k): _text(v)
-                for k, v in data.items()  # type: ignore[union-attr]
-            }
+            fields = {_text(k): _text(v) for k, v in data.items()}
         return json.dumps(fields).encode(), {}
 
     @classmethod
-    async def encode(cls, **_: Any) -> bytes:  # type: ignore[override]
+    async def encode(cls, **_: Any) -> bytes:
         msg = "the embedder only reads the catalog stream; publish with marquee_shared.streams"
         raise NotImplementedError(msg)
 

@@ -33,7 +33,7 @@ class Encoder:
         from sentence_transformers import SentenceTransformer  # noqa: PLC0415
 
         # A progress bar per weight load is noise in service logs.
-        transformers.logging.disable_progress_bar()
+        transformers.logging.disable_progress_bar()  # type: ignore[no-untyped-call]
 
         torch.set_num_threads(threads or os.cpu_count() or 1)
         self._model = SentenceTransformer(str(model_path), device="cpu")

@@ -68,9 +68,7 @@ class CatalogIndexer:
     async def _upsert(self, events: Sequence[MovieFetched], result: ApplyResult) -> None:
         ids = [record_id(e.movie.tmdb_id) for e in events]
         stored = await self._collection.get(ids=ids, include=["metadatas"])
-        stored_md: dict[str, Any] = dict(
-            zip(stored["ids"], stored["metadatas"] or [], strict=True)
-        )
+        stored_md: dict[str, Any] = dict(zip(stored["ids"], stored["metadatas"] or [], strict=True))
 
         to_embed: list[MovieFetched] = []
         to_update: list[MovieFetched] = []
@@ -91,7 +89,7 @@ class CatalogIndexer:
             # Ratings and popularity moved but the text did not: keep the stored vector.
             await self._collection.update(
                 ids=[record_id(e.movie.tmdb_id) for e in to_update],
-                metadatas=[movie_metadata(e.movie, occurred_at=e.occurred_at) for e in to_update],  # type: ignore[misc]
+                metadatas=[movie_metadata(e.movie, occurred_at=e.occurred_at) for e in to_update],
             )
             result.add("metadata_updated", len(to_update))
         if to_embed:
@@ -103,6 +101,6 @@ class CatalogIndexer:
                 ids=[record_id(e.movie.tmdb_id) for e in to_embed],
                 embeddings=vectors,
                 documents=documents,
-                metadatas=[movie_metadata(e.movie, occurred_at=e.occurred_at) for e in to_embed],  # type: ignore[misc]
+                metadatas=[movie_metadata(e.movie, occurred_at=e.occurred_at) for e in to_embed],
             )
             result.add("embedded", len(to_embed))

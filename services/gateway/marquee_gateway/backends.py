@@ -46,9 +46,7 @@ class Backend:
         headers: Mapping[str, str] | None = None,
     ) -> BackendResponse:
         try:
-            async with self._session.get(
-                self._base + path, params=params, headers=headers
-            ) as resp:
+            async with self._session.get(self._base + path, params=params, headers=headers) as resp:
                 body = await resp.read()
         except (aiohttp.ClientError, TimeoutError) as exc:
             reason = type(exc).__name__ if not str(exc) else f"{type(exc).__name__}: {exc}"

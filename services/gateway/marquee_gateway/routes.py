@@ -67,7 +67,9 @@ def require_api_key(
         raise HTTPException(401, "missing X-API-Key header", {"WWW-Authenticate": "ApiKey"})
     supplied = x_api_key.encode()
     # Compare against every key (no early exit) so timing does not reveal which one matched.
-    matches = [hmac.compare_digest(supplied, k.get_secret_value().encode()) for k in settings.api_keys]
+    matches = [
+        hmac.compare_digest(supplied, k.get_secret_value().encode()) for k in settings.api_keys
+    ]
     if not any(matches):
         raise HTTPException(403, "invalid API key")
 
@@ -182,4 +184,3 @@ async def publish_catalog_events(
     return CatalogEventsAccepted(
         accepted=len(entry_ids), stream=settings.catalog_stream, entry_ids=entry_ids
     )
-

@@ -30,7 +30,9 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 
-def create_app(settings: SearchSettings | None = None, *, encoder: Encoder | None = None) -> FastAPI:
+def create_app(
+    settings: SearchSettings | None = None, *, encoder: Encoder | None = None
+) -> FastAPI:
     settings = settings or SearchSettings()
     configure_logging(settings.log_level, settings.log_format)
     checks: dict[str, Check] = {}
@@ -38,9 +40,11 @@ def create_app(settings: SearchSettings | None = None, *, encoder: Encoder | Non
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         started = time.perf_counter()
-        model = encoder or await anyio.to_thread.run_sync(
-            lambda: Encoder(settings.model_path, threads=settings.torch_threads)
-        )
+        model = encoder
+        if model is None:
+            model = await anyio.to_thread.run_sync(
+                lambda: Encoder(settings.model_path, threads=settings.torch_threads)
+            )
         chroma, collection = await open_collection(settings.chroma_url, settings.chroma_collection)
         app.state.engine = SearchEngine(collection, model, settings.query_cache_size)
         checks["chroma"] = chroma.heartbeat

@@ -146,7 +146,9 @@ async def test_unchanged_is_skipped_rating_change_keeps_vector_text_change_reemb
         np.testing.assert_allclose(np.asarray(got["embeddings"])[0], first, atol=1e-6)
         assert await metric(url, "embedded") == embedded
 
-        rewritten = rerated.model_copy(update={"overview": "Three men on a small boat hunt a shark."})
+        rewritten = rerated.model_copy(
+            update={"overview": "Three men on a small boat hunt a shark."}
+        )
         await publish_events(redis, [fetched(rewritten)])
         await wait_drained(redis)
         got = col.get(ids=["578"], include=["embeddings", "documents"])
@@ -164,7 +166,9 @@ async def test_an_older_version_never_overwrites_a_newer_one(
 ):
     now = datetime.now(UTC)
     newer = fetched(JAWS.model_copy(update={"vote_average": 8.0}), occurred_at=now)
-    older = fetched(JAWS.model_copy(update={"vote_average": 5.0}), occurred_at=now - timedelta(hours=1))
+    older = fetched(
+        JAWS.model_copy(update={"vote_average": 5.0}), occurred_at=now - timedelta(hours=1)
+    )
     app = create_app(settings_for(redis_url, chroma_url, collection_name), encoder=encoder)
     async with serve(app):
         await publish_events(redis, [newer])

@@ -22,37 +22,88 @@ from tests.support.asgi import serve
 pytestmark = pytest.mark.integration
 
 MOVIES = [
-    Movie(tmdb_id=578, title="Jaws", year=1975, genres=["Horror", "Thriller"],
-          overview="A police chief, a marine biologist and a fisherman hunt a great white shark "
-          "that keeps killing swimmers off a summer resort island.",
-          directors=["Steven Spielberg"], vote_average=7.7, vote_count=9000, original_language="en"),
-    Movie(tmdb_id=603, title="The Matrix", year=1999, genres=["Action", "Science Fiction"],
-          overview="A hacker discovers that everyday life is a simulation run by machines and joins "
-          "a rebellion to free humanity.", vote_average=8.2, vote_count=20000, original_language="en"),
-    Movie(tmdb_id=129, title="Spirited Away", year=2001, genres=["Animation", "Family", "Fantasy"],
-          overview="A ten-year-old girl trapped in a bathhouse for spirits works to free her parents, "
-          "who were turned into pigs.", vote_average=8.5, vote_count=15000, original_language="ja"),
-    Movie(tmdb_id=862, title="Toy Story", year=1995, genres=["Animation", "Comedy", "Family"],
-          overview="A pull-string cowboy doll feels threatened when a flashy space ranger action "
-          "figure becomes the boy's favourite toy.", vote_average=8.0, vote_count=17000, original_language="en"),
-    Movie(tmdb_id=348, title="Alien", year=1979, genres=["Horror", "Science Fiction"],
-          overview="The crew of a commercial space tug is stalked by a deadly creature that got "
-          "aboard after they answered a distress signal.", vote_average=8.1, vote_count=14000, original_language="en"),
-    Movie(tmdb_id=1, title="Shark Tale Knockoff", year=2010, genres=["Comedy"],
-          overview="A talking fish pretends to have killed a shark to become famous on the reef.",
-          vote_average=3.0, vote_count=12, original_language="en"),
+    Movie(
+        tmdb_id=578,
+        title="Jaws",
+        year=1975,
+        genres=["Horror", "Thriller"],
+        overview="A police chief, a marine biologist and a fisherman hunt a great white shark "
+        "that keeps killing swimmers off a summer resort island.",
+        directors=["Steven Spielberg"],
+        vote_average=7.7,
+        vote_count=9000,
+        original_language="en",
+    ),
+    Movie(
+        tmdb_id=603,
+        title="The Matrix",
+        year=1999,
+        genres=["Action", "Science Fiction"],
+        overview="A hacker discovers that everyday life is a simulation run by machines and joins "
+        "a rebellion to free humanity.",
+        vote_average=8.2,
+        vote_count=20000,
+        original_language="en",
+    ),
+    Movie(
+        tmdb_id=129,
+        title="Spirited Away",
+        year=2001,
+        genres=["Animation", "Family", "Fantasy"],
+        overview="A ten-year-old girl trapped in a bathhouse for spirits works to free her parents, "
+        "who were turned into pigs.",
+        vote_average=8.5,
+        vote_count=15000,
+        original_language="ja",
+    ),
+    Movie(
+        tmdb_id=862,
+        title="Toy Story",
+        year=1995,
+        genres=["Animation", "Comedy", "Family"],
+        overview="A pull-string cowboy doll feels threatened when a flashy space ranger action "
+        "figure becomes the boy's favourite toy.",
+        vote_average=8.0,
+        vote_count=17000,
+        original_language="en",
+    ),
+    Movie(
+        tmdb_id=348,
+        title="Alien",
+        year=1979,
+        genres=["Horror", "Science Fiction"],
+        overview="The crew of a commercial space tug is stalked by a deadly creature that got "
+        "aboard after they answered a distress signal.",
+        vote_average=8.1,
+        vote_count=14000,
+        original_language="en",
+    ),
+    Movie(
+        tmdb_id=1,
+        title="Shark Tale Knockoff",
+        year=2010,
+        genres=["Comedy"],
+        overview="A talking fish pretends to have killed a shark to become famous on the reef.",
+        vote_average=3.0,
+        vote_count=12,
+        original_language="en",
+    ),
 ]
 
 
 @pytest.fixture
-async def stack(redis_url, chroma_url, collection_name, encoder, redis) -> AsyncIterator[dict[str, str]]:
+async def stack(
+    redis_url, chroma_url, collection_name, encoder, redis
+) -> AsyncIterator[dict[str, str]]:
     _, collection = await open_collection(httpx.URL(chroma_url), collection_name)  # type: ignore[arg-type]
     now = datetime.now(UTC)
     await CatalogIndexer(collection, encoder).apply(
         [MovieFetched(source="test", movie=m, occurred_at=now) for m in MOVIES]
     )
     search_app = create_search(
-        SearchSettings(chroma_url=chroma_url, chroma_collection=collection_name, redis_url=redis_url),
+        SearchSettings(
+            chroma_url=chroma_url, chroma_collection=collection_name, redis_url=redis_url
+        ),
         encoder=encoder,
     )
     async with serve(search_app) as search_url:
@@ -69,7 +120,9 @@ async def get(url: str, **params: object) -> httpx.Response:
 
 
 async def test_a_described_plot_finds_its_movie_first(stack):
-    r = await get(stack["gateway"] + "/v1/search", q="people on an island hunt a man-eating shark", k=3)
+    r = await get(
+        stack["gateway"] + "/v1/search", q="people on an island hunt a man-eating shark", k=3
+    )
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["results"][0]["tmdb_id"] == 578
@@ -165,7 +218,11 @@ async def test_gateway_says_503_when_search_is_down(redis_url):
 
 async def test_publishing_catalog_events_needs_a_key_and_validates(stack, redis):
     url = stack["gateway"] + "/v1/catalog/events"
-    event = {"type": "movie.fetched", "source": "partner", "movie": {"tmdb_id": 11, "title": "Star Wars", "year": 1977}}
+    event = {
+        "type": "movie.fetched",
+        "source": "partner",
+        "movie": {"tmdb_id": 11, "title": "Star Wars", "year": 1977},
+    }
     delete = {"type": "movie.deleted", "source": "partner", "tmdb_id": 578}
     async with httpx.AsyncClient() as client:
         r = await client.post(url, json={"events": [event]})
@@ -178,7 +235,9 @@ async def test_publishing_catalog_events_needs_a_key_and_validates(stack, redis)
         assert r.json()["detail"][0]["loc"][:3] == ["body", "events", 1]
         assert await redis.xlen(CATALOG_STREAM) == 0  # all or nothing
 
-        r = await client.post(url, json={"events": [event, delete]}, headers={"X-API-Key": "key-one"})
+        r = await client.post(
+            url, json={"events": [event, delete]}, headers={"X-API-Key": "key-one"}
+        )
     assert r.status_code == 202, r.text
     assert r.json()["accepted"] == 2
     entries = await redis.xrange(CATALOG_STREAM)
@@ -190,7 +249,12 @@ async def test_publishing_catalog_events_needs_a_key_and_validates(stack, redis)
 
 async def test_openapi_documents_the_public_api(stack):
     spec = (await get(stack["gateway"] + "/openapi.json")).json()
-    assert {"/v1/search", "/v1/movies/{tmdb_id}", "/v1/movies/{tmdb_id}/similar", "/v1/catalog/events"} <= set(spec["paths"])
+    assert {
+        "/v1/search",
+        "/v1/movies/{tmdb_id}",
+        "/v1/movies/{tmdb_id}/similar",
+        "/v1/catalog/events",
+    } <= set(spec["paths"])
     params = {p["name"] for p in spec["paths"]["/v1/search"]["get"]["parameters"]}
     assert params >= {"q", "k", "genres", "year_min", "year_max", "min_rating", "language"}
 
@@ -201,5 +265,7 @@ def test_the_gateway_never_imports_torch():
         "bad = [m for m in ('torch', 'sentence_transformers', 'transformers') if m in sys.modules]; "
         "print(bad); sys.exit(1 if bad else 0)"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False
+    )
     assert result.returncode == 0, result.stdout + result.stderr

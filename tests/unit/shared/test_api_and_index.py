@@ -32,7 +32,9 @@ def test_year_range_and_query_are_checked():
 def test_where_clause_for_filters():
     assert build_where(MovieFilters()) is None
     assert build_where(MovieFilters(genres=["Horror"])) == {"genre_horror": True}
-    assert build_where(MovieFilters(genres=["Horror", "Comedy"], year_min=1980, min_rating=7, language="en")) == {
+    assert build_where(
+        MovieFilters(genres=["Horror", "Comedy"], year_min=1980, min_rating=7, language="en")
+    ) == {
         "$and": [
             {"$or": [{"genre_horror": True}, {"genre_comedy": True}]},
             {"year": {"$gte": 1980}},
@@ -43,8 +45,15 @@ def test_where_clause_for_filters():
 
 
 def test_metadata_round_trips_the_movie_and_holds_only_scalars():
-    movie = Movie(tmdb_id=9, title="Alien", year=1979, genres=["Horror", "Science Fiction"],
-                  directors=["Ridley Scott"], cast=["Sigourney Weaver"], vote_average=8.1)
+    movie = Movie(
+        tmdb_id=9,
+        title="Alien",
+        year=1979,
+        genres=["Horror", "Science Fiction"],
+        directors=["Ridley Scott"],
+        cast=["Sigourney Weaver"],
+        vote_average=8.1,
+    )
     md = movie_metadata(movie, occurred_at=datetime.now(UTC))
     assert all(isinstance(v, str | int | float | bool) for v in md.values())
     assert md[genre_key("Science Fiction")] is True
@@ -53,8 +62,15 @@ def test_metadata_round_trips_the_movie_and_holds_only_scalars():
 
 
 def test_document_puts_the_plot_before_the_names():
-    movie = Movie(tmdb_id=9, title="Alien", year=1979, overview="A creature stalks a crew.",
-                  directors=["Ridley Scott"], cast=["Sigourney Weaver"], genres=["Horror"])
+    movie = Movie(
+        tmdb_id=9,
+        title="Alien",
+        year=1979,
+        overview="A creature stalks a crew.",
+        directors=["Ridley Scott"],
+        cast=["Sigourney Weaver"],
+        genres=["Horror"],
+    )
     doc = movie_document(movie)
     assert doc.startswith("Alien (1979).")
     assert doc.index("creature") < doc.index("Ridley Scott") < doc.index("Sigourney Weaver")

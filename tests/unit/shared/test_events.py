@@ -22,7 +22,9 @@ from marquee_shared.events import (
 def test_round_trip_through_the_wire_format():
     event = MovieFetched(
         source="test",
-        movie=Movie(tmdb_id=603, title="The Matrix", release_date=date(1999, 3, 30), genres=["Action"]),
+        movie=Movie(
+            tmdb_id=603, title="The Matrix", release_date=date(1999, 3, 30), genres=["Action"]
+        ),
     )
     fields = encode_event(event)
     assert list(fields) == ["event"]
@@ -55,14 +57,18 @@ def test_invalid_movies_are_rejected_with_the_field_named(movie, where):
 
 
 def test_unknown_type_missing_field_and_oversized_entries_are_invalid():
-    with pytest.raises(InvalidEventError, match="movie.updated"):
+    with pytest.raises(InvalidEventError, match=r"movie\.updated"):
         decode_event({"event": '{"type": "movie.updated", "source": "x"}'})
     with pytest.raises(InvalidEventError, match="no 'event' field"):
         decode_event({"data": "{}"})
     with pytest.raises(InvalidEventError, match="limit"):
         decode_event({"event": "x" * (MAX_EVENT_BYTES + 1)})
     with pytest.raises(InvalidEventError, match="occurred_at"):
-        decode_event({"event": '{"type": "movie.deleted", "source": "x", "tmdb_id": 1, "occurred_at": "2024-01-01T00:00:00"}'})
+        decode_event(
+            {
+                "event": '{"type": "movie.deleted", "source": "x", "tmdb_id": 1, "occurred_at": "2024-01-01T00:00:00"}'
+            }
+        )
 
 
 def test_hashes_separate_text_changes_from_figure_changes():
@@ -72,4 +78,7 @@ def test_hashes_separate_text_changes_from_figure_changes():
     assert base.text_hash() == rerated.text_hash()
     assert base.content_hash() != rerated.content_hash()
     assert base.text_hash() != rewritten.text_hash()
-    assert Movie(tmdb_id=1, title="A", overview="x", vote_average=5.0).content_hash() == base.content_hash()
+    assert (
+        Movie(tmdb_id=1, title="A", overview="x", vote_average=5.0).content_hash()
+        == base.content_hash()
+    )
