@@ -234,3 +234,18 @@ async def test_events_stay_pending_when_chroma_cannot_take_them(
             assert ready.json()["checks"]["chroma"] != "ok"
     finally:
         chroma.stop()
+
+
+async def test_an_event_published_through_faststream_is_understood_too(
+    redis, redis_url, chroma_url, collection_name, encoder
+):
+    """Publishers using FastStream's own envelope (broker.publish) interoperate."""
+    from faststream.redis import RedisBroker
+
+    async with RedisBroker(redis_url) as broker:
+        await broker.publish(json.loads(fetched(MATRIX).model_dump_json()), stream=CATALOG_STREAM)
+    app = create_app(settings_for(redis_url, chroma_url, collection_name), encoder=encoder)
+    async with serve(app):
+        await wait_drained(redis)
+    assert chroma_collection(chroma_url, collection_name).get(ids=["603"])["ids"] == ["603"]
+    assert await redis.xlen(DEAD_LETTER_STREAM) == 0
