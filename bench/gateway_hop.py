@@ -73,7 +73,7 @@ async def closed_loop(
 async def run(url: str, total: int, levels: list[int]) -> dict[str, dict[str, dict[str, float]]]:
     results: dict[str, dict[str, dict[str, float]]] = {}
     clients: dict[str, Callable[[], object]] = {
-        "httpx (default pool)": lambda: httpx.AsyncClient(),
+        "httpx (default pool)": httpx.AsyncClient,
         "httpx (100 connections)": lambda: httpx.AsyncClient(
             limits=httpx.Limits(max_connections=100, max_keepalive_connections=100)
         ),
@@ -143,9 +143,11 @@ def main() -> None:
     lines = [
         "# Gateway hop: client throughput against one uvicorn upstream",
         "",
-        f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-        f"Python {platform.python_version()}. Command: `{command}`. "
-        f"{args.requests} requests per cell, closed loop.",
+        (
+            f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+            f"Python {platform.python_version()}. Command: `{command}`. "
+            f"{args.requests} requests per cell, closed loop."
+        ),
         "",
         "| client | concurrency | QPS | p50 ms | p99 ms | QPS vs aiohttp |",
         "| --- | ---: | ---: | ---: | ---: | ---: |",
