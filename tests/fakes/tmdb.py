@@ -194,6 +194,8 @@ class _Fault:
     remaining: int
     path: str | None
     headers: dict[str, str] = field(default_factory=dict)
+    params: dict[str, str] = field(default_factory=dict)
+    """Only requests with these query parameters match (e.g. ``{"page": "2"}``)."""
     body: dict[str, Any] = field(default_factory=dict)
     delay: float = 0.0
     """Seconds to stall before answering; with ``status`` 0 the answer is then the normal one."""
@@ -252,9 +254,10 @@ class FakeTmdb:
         status: int = 503,
         *,
         path: str | None = None,
+        params: Mapping[str, str] | None = None,
         retry_after: float | str | None = None,
     ) -> None:
-        """The next ``times`` requests (to ``path`` only, if given) get ``status``.
+        """The next ``times`` requests (to ``path`` with ``params`` only, if given) get ``status``.
 
         Faults queue up in the order scripted; a request consumes the first that matches.
         """
@@ -265,7 +268,9 @@ class FakeTmdb:
             else {"success": False, "status_code": 11, "status_message": "Internal error."}
         )
         with self._lock:
-            self._faults.append(_Fault(status, times, path, headers, dict(body)))
+            self._faults.append(
+                _Fault(status, times, path, headers, dict(params or {}), dict(body))
+            )
 
     def rate_limit_next(self, times: int, retry_after: float | str | None = 1) -> None:
         self.fail_next(times, 429, retry_after=retry_after)
@@ -328,7 +333,7 @@ class FakeTmdb:
         if not self._authorized(params, headers):
             response = JSONResponse(INVALID_KEY, status_code=401)
         else:
-            fault = self._take_fault(path)
+            fault = self._take_fault(path, params)
             if fault is not None and fault.delay:
                 await asyncio.sleep(fault.delay)
             if fault is not None and fault.status:
@@ -341,10 +346,11 @@ class FakeTmdb:
             )
         return response
 
-    def _take_fault(self, path: str) -> _Fault | None:
+    def _take_fault(self, path: str, params: dict[str, str]) -> _Fault | None:
         with self._lock:
             for fault in self._faults:
-                if fault.remaining > 0 and fault.path in (None, path):
+                matches = fault.path in (None, path) and fault.params.items() <= params.items()
+                if fault.remaining > 0 and matches:
                     fault.remaining -= 1
                     return fault
         return None

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 import yaml
+
 from marquee_shared.events import CATALOG_EVENT_ADAPTER, decode_event
 
 if TYPE_CHECKING:

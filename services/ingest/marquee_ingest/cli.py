@@ -15,8 +15,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import structlog
-from marquee_shared.events import describe_validation_error
-from marquee_shared.logging import configure_logging
 from pydantic import ValidationError
 from redis.exceptions import RedisError
 from tqdm import tqdm
@@ -31,7 +29,7 @@ from marquee_ingest.ingest import (
     redact_url,
 )
 from marquee_ingest.settings import IngestSettings
-from marquee_ingest.sources import FILE_FORMATS, SourceFormatError, detect_format
+from marquee_ingest.sources import FILE_FORMATS, SourceFormatError, check_format
 from marquee_ingest.tmdb import (
     LIST_SOURCES,
     MAX_LIST_PAGES,
@@ -39,6 +37,8 @@ from marquee_ingest.tmdb import (
     TmdbConfigError,
     TmdbError,
 )
+from marquee_shared.events import describe_validation_error
+from marquee_shared.logging import configure_logging
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -154,13 +154,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--pages: TMDB serves at most {MAX_LIST_PAGES} pages per list")
     try:
         settings = IngestSettings()
+        _check_usage(args, settings)
     except ValidationError as exc:
         return _fail(f"invalid settings: {describe_validation_error(exc)}", EXIT_USAGE)
-    try:
-        _check_usage(args, settings)
     except (UsageError, SourceFormatError) as exc:
         return _fail(str(exc), EXIT_USAGE)
+    except OSError as exc:  # the file exists but cannot be read (permissions, a directory...)
+        return _fail(f"cannot read {args.path}: {exc.strerror or exc}", EXIT_USAGE)
     configure_logging(settings.log_level, settings.log_format)
+    return _execute(args, settings)
+
+
+def _execute(args: argparse.Namespace, settings: IngestSettings) -> int:
     try:
         summary = asyncio.run(_run(args, settings))
     except (SourceFormatError, TmdbConfigError) as exc:
@@ -170,6 +175,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RedisError as exc:
         url = redact_url(str(settings.redis_url))
         return _fail(f"lost Redis at {url} during the run: {exc}", EXIT_UNAVAILABLE)
+    except OSError as exc:  # e.g. the file became unreadable mid-run, or the demo is missing
+        return _fail(str(exc), EXIT_UNAVAILABLE)
     except KeyboardInterrupt:
         return _fail("interrupted", 130)
     _print_summary(summary, as_json=args.json)
@@ -181,9 +188,8 @@ def _check_usage(args: argparse.Namespace, settings: IngestSettings) -> None:
     if args.command == "file":
         path: Path = args.path
         if not path.is_file():
-            raise UsageError(f"no such file: {path}")
-        if args.format == "auto":
-            args.format = detect_format(path)
+            raise UsageError(f"{'not a file' if path.exists() else 'no such file'}: {path}")
+        args.format = check_format(path, args.format)
     elif args.command == "tmdb" and not (settings.tmdb_api_key or settings.tmdb_read_token):
         raise UsageError("no TMDB credentials: set TMDB_READ_TOKEN or TMDB_API_KEY")
 
@@ -227,7 +233,7 @@ def _progress_bar(args: argparse.Namespace) -> Any:
     # stderr, so stdout carries only the summary (and stays parseable with --json).
     return tqdm(
         desc=args.command,
-        unit=" movies",
+        unit=" records",
         file=sys.stderr,
         disable=args.quiet or args.command == "delete" or not sys.stderr.isatty(),
         dynamic_ncols=True,

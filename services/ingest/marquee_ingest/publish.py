@@ -9,6 +9,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
+from pydantic import ValidationError
+
+from marquee_ingest.records import InvalidRecord, Record, SkippedRecord
 from marquee_shared.events import (
     CATALOG_STREAM,
     Movie,
@@ -17,9 +20,6 @@ from marquee_shared.events import (
     describe_validation_error,
 )
 from marquee_shared.streams import PIPELINE_SIZE, publish_events
-from pydantic import ValidationError
-
-from marquee_ingest.records import InvalidRecord, Record, SkippedRecord
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis

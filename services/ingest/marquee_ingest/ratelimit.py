@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
+_EPSILON = 1e-9
+
 
 class TokenBucket:
     """Allows ``rate`` acquisitions per second on average, bursts of at most ``burst``.
@@ -48,8 +50,10 @@ class TokenBucket:
                     continue
                 self._tokens = min(self._capacity, self._tokens + (now - self._updated) * self.rate)
                 self._updated = now
-                if self._tokens >= 1:
-                    self._tokens -= 1
+                # The epsilon absorbs float error (0.1 s * 10/s can come out as 0.999...),
+                # which would otherwise loop on ever tinier sleeps.
+                if self._tokens >= 1 - _EPSILON:
+                    self._tokens = max(0.0, self._tokens - 1)
                     return
                 await self._sleep((1 - self._tokens) / self.rate)
 

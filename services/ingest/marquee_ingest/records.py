@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from marquee_shared.events import Movie, describe_validation_error
 from pydantic import ValidationError
+
+from marquee_shared.events import Movie, describe_validation_error
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from marquee_shared.settings import CommonSettings
 from pydantic import AliasChoices, Field, HttpUrl, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
+
+from marquee_shared.settings import CommonSettings
 
 
 class IngestSettings(CommonSettings):

@@ -18,10 +18,10 @@ import json
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import structlog
-from marquee_shared.events import Movie, describe_validation_error
 from pydantic import ValidationError
 
 from marquee_ingest.records import InvalidRecord, Record, build_movie, clean_names
+from marquee_shared.events import Movie, describe_validation_error
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping
@@ -54,13 +54,24 @@ class SourceFormatError(ValueError):
 def read_records(path: Path, fmt: FormatChoice = "auto") -> Iterator[Record]:
     """Records of a catalog file. Raises SourceFormatError (eagerly) when the file as a whole
     is unusable: unknown format, or a CSV header without the required columns."""
-    resolved = detect_format(path) if fmt == "auto" else fmt
+    resolved = check_format(path, fmt)
     readers: dict[FileFormat, Callable[[Path], Iterator[Record]]] = {
         "jsonl": read_jsonl,
         "catalog-csv": read_catalog_csv,
         "tmdb5000": read_tmdb5000,
     }
     return readers[resolved](path)
+
+
+def check_format(path: Path, fmt: FormatChoice = "auto") -> FileFormat:
+    """The file's format (detected for "auto"); SourceFormatError if the file is not in it."""
+    if fmt == "auto":
+        return detect_format(path)
+    if fmt == "catalog-csv":
+        _require_columns(path, _CATALOG_REQUIRED, fmt)
+    elif fmt == "tmdb5000":
+        _require_columns(path, _TMDB5000_REQUIRED, fmt)
+    return fmt
 
 
 def detect_format(path: Path) -> FileFormat:

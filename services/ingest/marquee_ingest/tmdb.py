@@ -25,9 +25,8 @@ from marquee_ingest.records import InvalidRecord, Record, SkippedRecord, build_m
 if TYPE_CHECKING:
     from types import TracebackType
 
-    from marquee_shared.events import Movie
-
     from marquee_ingest.settings import IngestSettings
+    from marquee_shared.events import Movie
 
 log = structlog.get_logger(__name__)
 
@@ -296,8 +295,12 @@ class TmdbClient:
             async with semaphore:
                 return await self._list_page(path, params, page)
 
-        async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(bounded(page)) for page in range(2, last + 1)]
+        try:
+            async with asyncio.TaskGroup() as group:
+                tasks = [group.create_task(bounded(page)) for page in range(2, last + 1)]
+        except ExceptionGroup as failed:
+            # The group cancelled the other pages; callers want the TmdbError, not a group.
+            raise failed.exceptions[0] from None
         ids: dict[int, None] = {}
         for result in [first, *(task.result() for task in tasks)]:
             for item in result.results:

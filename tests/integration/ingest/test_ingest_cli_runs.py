@@ -54,7 +54,9 @@ async def test_file_prints_a_summary(redis: Redis, redis_url: str, jsonl: Path) 
     assert "movies.jsonl:2 (tmdb_id 2): vote_average: Input should be less than" in result.stdout
     assert await redis.xlen(CATALOG_STREAM) == 2
     # Logs go to stderr, one JSON object per line (not a TTY), with the run's bound ids.
-    finished = [json.loads(line) for line in result.stderr.splitlines() if "ingest_finished" in line]
+    finished = [
+        json.loads(line) for line in result.stderr.splitlines() if "ingest_finished" in line
+    ]
     assert finished[0]["published"] == 2
     assert finished[0]["run_id"]
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -82,8 +82,9 @@ async def test_large_runs_are_published_in_batches(redis: Redis) -> None:
 
     assert summary.published == 1200
     assert await redis.xlen(CATALOG_STREAM) == 1200
-    first, last = await redis.xrange(CATALOG_STREAM, count=1), await redis.xrevrange(
-        CATALOG_STREAM, count=1
+    first, last = (
+        await redis.xrange(CATALOG_STREAM, count=1),
+        await redis.xrevrange(CATALOG_STREAM, count=1),
     )
     assert decode_event(first[0][1]).movie.tmdb_id == 1  # type: ignore[union-attr]
     assert decode_event(last[0][1]).movie.tmdb_id == 1200  # type: ignore[union-attr]
@@ -134,7 +135,9 @@ def write(path: Path, text: str) -> Path:
 
 async def test_ingest_jsonl_file(redis: Redis, settings: IngestSettings, tmp_path: Path) -> None:
     good = movie(10).model_dump_json()
-    path = write(tmp_path / "movies.jsonl", f"{good}\n\n{{not json\n{json.dumps({'tmdb_id': 11})}\n")
+    path = write(
+        tmp_path / "movies.jsonl", f"{good}\n\n{{not json\n{json.dumps({'tmdb_id': 11})}\n"
+    )
 
     summary = await ingest_file(path, redis, settings)
 
@@ -184,8 +187,8 @@ async def test_the_shared_catalog_csv_publishes_whole(
 
 
 @pytest.fixture
-def tmdb_client(make_tmdb: Callable[..., TmdbClient]) -> Iterator[TmdbClient]:
-    yield make_tmdb()
+def tmdb_client(make_tmdb: Callable[..., TmdbClient]) -> TmdbClient:
+    return make_tmdb()
 
 
 async def test_ingest_tmdb_list(

@@ -66,6 +66,15 @@ async def test_list_ids_repeated_across_pages_appear_once(
     assert ids == [*range(1001, 1022)]
 
 
+async def test_a_failing_page_raises_the_tmdb_error(
+    fake_tmdb: FakeTmdb, make_tmdb: MakeTmdb
+) -> None:
+    fake_tmdb.fail_next(10, 503, path="/movie/popular", params={"page": "2"})
+
+    with pytest.raises(TmdbUnavailableError, match=r"/movie/popular failed after 2 attempts"):
+        await make_tmdb(max_retries=1).list_movie_ids("popular", pages=3)
+
+
 # -- details ----------------------------------------------------------------------------------
 
 
@@ -198,7 +207,7 @@ async def test_unreachable_tmdb_raises_after_retries(http: httpx.AsyncClient) ->
         url = gone.url  # a port that is closed once the server has stopped
     client = TmdbClient(http, api_key="k", base_url=url, max_retries=1, backoff_base=0.01)
 
-    with pytest.raises(TmdbUnavailableError, match="failed after 2 attempts.*ConnectError"):
+    with pytest.raises(TmdbUnavailableError, match=r"failed after 2 attempts.*ConnectError"):
         await client.movie_details(603)
 
 
@@ -227,9 +236,7 @@ async def test_rate_limit_holds_across_concurrent_requests(
     arrivals = sorted(r.at for r in fake_tmdb.requests)
     assert arrivals[-1] - arrivals[0] >= 1.8
     # No window of one second ever saw more than the rate (+1 for the window's edges).
-    assert all(
-        sum(1 for t in arrivals if start <= t < start + 1.0) <= 11 for start in arrivals
-    )
+    assert all(sum(1 for t in arrivals if start <= t < start + 1.0) <= 11 for start in arrivals)
 
 
 async def test_429_pauses_every_request_not_just_the_refused_one(

@@ -11,11 +11,18 @@ from marquee_ingest.cli import build_parser, main
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("TMDB_API_KEY", "TMDB_READ_TOKEN", "MARQUEE_INGEST_TMDB_API_KEY",
-                 "MARQUEE_INGEST_TMDB_READ_TOKEN"):
+    for name in (
+        "TMDB_API_KEY",
+        "TMDB_READ_TOKEN",
+        "MARQUEE_INGEST_TMDB_API_KEY",
+        "MARQUEE_INGEST_TMDB_READ_TOKEN",
+    ):
         monkeypatch.delenv(name, raising=False)
     # Nothing listens here: a test that got as far as connecting would fail with exit code 1.
     monkeypatch.setenv("MARQUEE_REDIS_URL", "redis://127.0.0.1:1/0")
+    # configure_logging binds the current sys.stderr (capsys's, closed after the test) for
+    # the whole process; these tests must never get that far, and must not leak if they do.
+    monkeypatch.setattr("marquee_ingest.cli.configure_logging", lambda *a, **k: None)
 
 
 @pytest.mark.parametrize(
@@ -32,7 +39,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
         (["tmdb", "--ids", "603,x"], "argument --ids: not a whole number: 'x'"),
         (["tmdb", "--ids", ","], "argument --ids: expected comma-separated TMDB ids"),
         (["delete"], "the following arguments are required: ID"),
-        (["delete", "603", "-4"], "unrecognized arguments: -4"),
+        (["delete", "603", "-4"], "argument ID: must be at least 1, got -4"),
         (["delete", "0"], "argument ID: must be at least 1, got 0"),
     ],
 )
@@ -88,3 +95,11 @@ def test_options_are_accepted_after_the_command() -> None:
     assert args.json
     assert args.quiet
     assert args.list_source == "popular"
+
+
+def test_directory_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "movies.csv"
+    path.mkdir()
+
+    assert main(["file", str(path)]) == 2
+    assert capsys.readouterr().err == f"marquee-ingest: not a file: {path}\n"

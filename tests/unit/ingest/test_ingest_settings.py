@@ -10,8 +10,13 @@ from marquee_ingest.settings import IngestSettings
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("TMDB_API_KEY", "TMDB_READ_TOKEN", "MARQUEE_INGEST_TMDB_API_KEY",
-                 "MARQUEE_INGEST_TMDB_READ_TOKEN", "MARQUEE_INGEST_TMDB_RATE_PER_SECOND"):
+    for name in (
+        "TMDB_API_KEY",
+        "TMDB_READ_TOKEN",
+        "MARQUEE_INGEST_TMDB_API_KEY",
+        "MARQUEE_INGEST_TMDB_READ_TOKEN",
+        "MARQUEE_INGEST_TMDB_RATE_PER_SECOND",
+    ):
         monkeypatch.delenv(name, raising=False)
 
 

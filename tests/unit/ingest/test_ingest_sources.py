@@ -85,8 +85,9 @@ def test_jsonl_valid_blank_and_bad_lines(tmp_path: Path) -> None:
         "   ",
         "{broken",
         "[1, 2]",
-        json.dumps({"tmdb_id": 5, "title": "Four Rooms", "year": 1994,
-                    "release_date": "1995-12-09"}),
+        json.dumps(
+            {"tmdb_id": 5, "title": "Four Rooms", "year": 1994, "release_date": "1995-12-09"}
+        ),
         json.dumps({"tmdb_id": 7, "title": "Extra", "budget": 5}),
     ]
     path = tmp_path / "m.jsonl"
@@ -141,8 +142,17 @@ def test_catalog_row_maps_every_column(tmp_path: Path) -> None:
 
 def test_catalog_empty_cells_and_odd_numbers(tmp_path: Path) -> None:
     rows = [
-        catalog_row(tmdb_id="1", original_title="", tagline="", keywords="", director="",
-                    cast_top5="", original_language="", runtime="0", genres=""),
+        catalog_row(
+            tmdb_id="1",
+            original_title="",
+            tagline="",
+            keywords="",
+            director="",
+            cast_top5="",
+            original_language="",
+            runtime="0",
+            genres="",
+        ),
         catalog_row(tmdb_id="2", runtime="98.0", vote_count="0", vote_average="0.0"),
         catalog_row(tmdb_id="3", title="Tom &amp; Jerry", keywords="cat &amp; mouse|| chase "),
     ]
@@ -266,8 +276,8 @@ def test_tmdb5000_rows(tmp_path: Path) -> None:
     assert avatar.keywords == ["culture clash"]
     assert (avatar.runtime, avatar.year, avatar.directors) == (162, 2009, [])
     assert bad_json == InvalidRecord(
-        "tmdb_5000_movies.csv:3 (tmdb_id 2)", "genres: not a JSON list (Expecting property "
-        "name enclosed in double quotes)"
+        "tmdb_5000_movies.csv:3 (tmdb_id 2)",
+        "genres: not a JSON list (Expecting property name enclosed in double quotes)",
     )
     assert isinstance(not_a_list, InvalidRecord)
     assert not_a_list.reason == "keywords: expected a JSON list, got dict"
@@ -283,8 +293,12 @@ def test_tmdb5000_joins_credits_beside_it(tmp_path: Path) -> None:
         tmp_path / "tmdb_5000_credits.csv",
         ["movie_id", "title", "cast", "crew"],
         [
-            {"movie_id": "19995", "title": "Avatar", "cast": json.dumps(cast),
-             "crew": json.dumps(crew)},
+            {
+                "movie_id": "19995",
+                "title": "Avatar",
+                "cast": json.dumps(cast),
+                "crew": json.dumps(crew),
+            },
             {"movie_id": "x", "title": "Broken", "cast": "[", "crew": "["},
         ],
     )

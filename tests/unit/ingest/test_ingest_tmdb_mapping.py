@@ -37,8 +37,17 @@ def test_full_record() -> None:
 
 def test_empty_strings_and_zeros_mean_unknown() -> None:
     movie = movie_from_tmdb(
-        tmdb_movie(1, "Unreleased", release_date="", tagline="", runtime=0, vote_count=0,
-                   vote_average=0.0, original_language="", overview=None)
+        tmdb_movie(
+            1,
+            "Unreleased",
+            release_date="",
+            tagline="",
+            runtime=0,
+            vote_count=0,
+            vote_average=0.0,
+            original_language="",
+            overview=None,
+        )
     )
 
     assert isinstance(movie, Movie)
@@ -53,8 +62,10 @@ def test_empty_strings_and_zeros_mean_unknown() -> None:
 
 
 def test_cast_in_billing_order_top_five_and_directors_only() -> None:
-    cast = [{"name": n, "order": o} for n, o in [("E", 4), ("A", 0), ("F", 5), ("C", 2),
-                                                  ("B", 1), ("D", 3), ("X", None)]]
+    cast = [
+        {"name": n, "order": o}
+        for n, o in [("E", 4), ("A", 0), ("F", 5), ("C", 2), ("B", 1), ("D", 3), ("X", None)]
+    ]
     crew = [
         {"name": "Dir One", "job": "Director"},
         {"name": "Writer", "job": "Screenplay"},
@@ -75,8 +86,13 @@ def test_missing_credits_and_keywords_give_empty_lists() -> None:
 
 
 def test_oddly_shaped_parts_are_ignored_not_fatal() -> None:
-    data = tmdb_movie(1, "Odd", genres="Drama", credits={"cast": "nobody", "crew": None},
-                      keywords=[{"name": "flat"}])
+    data = tmdb_movie(
+        1,
+        "Odd",
+        genres="Drama",
+        credits={"cast": "nobody", "crew": None},
+        keywords=[{"name": "flat"}],
+    )
 
     movie = movie_from_tmdb(data)
 
@@ -88,8 +104,7 @@ def test_lists_beyond_the_contract_are_cut_not_rejected() -> None:
     crew = [{"name": f"Director {i}", "job": "Director"} for i in range(36)]
     keywords = {"keywords": [{"name": f"kw {i}"} for i in range(80)]}
 
-    movie = movie_from_tmdb(tmdb_movie(1, "Anthology", credits={"crew": crew},
-                                       keywords=keywords))
+    movie = movie_from_tmdb(tmdb_movie(1, "Anthology", credits={"crew": crew}, keywords=keywords))
 
     assert isinstance(movie, Movie)
     assert movie.directors == [f"Director {i}" for i in range(20)]
@@ -97,17 +112,17 @@ def test_lists_beyond_the_contract_are_cut_not_rejected() -> None:
 
 
 @pytest.mark.parametrize(
-    ("overrides", "reason"),
+    ("title", "overrides", "reason"),
     [
-        ({"drop": ("title",)}, "title: Field required"),
-        ({"title": ""}, "title: Field required"),
-        ({"vote_average": 42}, "vote_average: Input should be less than or equal to 10"),
-        ({"release_date": "someday"}, "release_date: Input should be a valid date"),
-        ({"id": -4}, "tmdb_id: Input should be greater than 0"),
+        ("Bad", {"drop": ("title",)}, "title: Field required"),
+        ("", {}, "title: String should have at least 1 character"),
+        ("Bad", {"vote_average": 42}, "vote_average: Input should be less than or equal to 10"),
+        ("Bad", {"release_date": "someday"}, "release_date: Input should be a valid date"),
+        ("Bad", {"id": -4}, "tmdb_id: Input should be greater than 0"),
     ],
 )
-def test_invalid_records_say_why(overrides: dict[str, object], reason: str) -> None:
-    result = movie_from_tmdb(tmdb_movie(9, "Bad", **overrides), where="tmdb:9")
+def test_invalid_records_say_why(title: str, overrides: dict[str, object], reason: str) -> None:
+    result = movie_from_tmdb(tmdb_movie(9, title, **overrides), where="tmdb:9")
 
     assert isinstance(result, InvalidRecord)
     assert result.where == "tmdb:9"
