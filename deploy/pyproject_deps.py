@@ -18,15 +18,29 @@ LOCAL_PREFIX = "marquee-"
 
 
 def third_party_dependencies(paths: list[Path]) -> list[str]:
+    projects = [tomllib.loads(p.read_text(encoding="utf-8"))["project"] for p in paths]
+    by_name = {_normalise(p["name"]): p for p in projects}
     seen: dict[str, None] = {}  # an ordered set: the first file's order, no duplicates
-    for path in paths:
-        project = tomllib.loads(path.read_text(encoding="utf-8"))["project"]
+    for project in projects:
         for requirement in project.get("dependencies", []):
-            name = re.match(r"[A-Za-z0-9._-]+", requirement)
-            if name is None or name.group().lower().replace("_", "-").startswith(LOCAL_PREFIX):
+            match = re.match(r"([A-Za-z0-9._-]+)(?:\[([^\]]*)\])?", requirement)
+            if match is None:
                 continue
-            seen.setdefault(requirement, None)
+            name = _normalise(match.group(1))
+            if not name.startswith(LOCAL_PREFIX):
+                seen.setdefault(requirement, None)
+                continue
+            # A local package asked for with extras (marquee-shared[chroma]): its extras'
+            # third-party requirements belong in this layer too.
+            optional = by_name.get(name, {}).get("optional-dependencies", {})
+            for extra in filter(None, (e.strip() for e in (match.group(2) or "").split(","))):
+                for extra_requirement in optional.get(extra, []):
+                    seen.setdefault(extra_requirement, None)
     return list(seen)
+
+
+def _normalise(name: str) -> str:
+    return name.lower().replace("_", "-")
 
 
 if __name__ == "__main__":

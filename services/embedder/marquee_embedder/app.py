@@ -17,11 +17,12 @@ from faststream.asgi import AsgiFastStream
 from faststream.redis import RedisBroker, StreamSub
 from redis.asyncio import Redis
 
-from marquee_embedder.chroma import connect_collection
 from marquee_embedder.consumer import StreamFieldsFormat, handle_batch
 from marquee_embedder.encoder import Encoder
+from marquee_embedder.indexer import CatalogIndexer
 from marquee_embedder.settings import EmbedderSettings
 from marquee_embedder.streams import ensure_group_from_start
+from marquee_shared.chroma import open_collection
 from marquee_shared.health import Check, health_routes
 from marquee_shared.logging import configure_logging
 
@@ -30,7 +31,6 @@ if TYPE_CHECKING:
 
     from faststream.redis.message import RedisBatchStreamMessage
 
-    from marquee_embedder.indexer import CatalogIndexer
 
 log = structlog.get_logger(__name__)
 
@@ -54,7 +54,8 @@ def create_app(
             model = await anyio.to_thread.run_sync(
                 lambda: Encoder(settings.model_path, threads=settings.torch_threads)
             )
-        indexer, chroma = await connect_collection(settings, model)
+        chroma, collection = await open_collection(settings.chroma_url, settings.chroma_collection)
+        indexer = CatalogIndexer(collection, model)
         redis: Redis = Redis.from_url(str(settings.redis_url))
         # FastStream would create the group at "$" (the stream's end): events published before
         # the first worker started would never be read. Create it at "0" first.

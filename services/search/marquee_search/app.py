@@ -15,11 +15,11 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from marquee_embedder.chroma import open_collection
 from marquee_embedder.encoder import Encoder
 from marquee_search.engine import MovieNotFoundError, SearchEngine
 from marquee_search.routes import router
 from marquee_search.settings import SearchSettings
+from marquee_shared.chroma import open_collection
 from marquee_shared.health import Check, health_routes
 from marquee_shared.logging import configure_logging
 from marquee_shared.requests import RequestContextMiddleware

@@ -10,12 +10,12 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
-from marquee_embedder.chroma import open_collection
 from marquee_embedder.indexer import CatalogIndexer
 from marquee_gateway.app import create_app as create_gateway
 from marquee_gateway.settings import GatewaySettings
 from marquee_search.app import create_app as create_search
 from marquee_search.settings import SearchSettings
+from marquee_shared.chroma import open_collection
 from marquee_shared.events import CATALOG_STREAM, Movie, MovieFetched, decode_event
 from tests.support.asgi import serve
 

@@ -1,4 +1,7 @@
-"""Connecting to the Chroma HTTP server and the movie collection (used by search too)."""
+"""Connecting to the Chroma HTTP server and the movie collection (embedder, search, explainer).
+
+Needs the ``chroma`` extra: ``pip install marquee-shared[chroma]``.
+"""
 
 from __future__ import annotations
 
@@ -9,15 +12,11 @@ import chromadb
 import structlog
 from chromadb.config import Settings as ChromaClientSettings
 
-from marquee_embedder.indexer import CatalogIndexer
-
 if TYPE_CHECKING:
     from chromadb.api import AsyncClientAPI
     from chromadb.api.models.AsyncCollection import AsyncCollection
     from pydantic import AnyHttpUrl
 
-    from marquee_embedder.encoder import Encoder
-    from marquee_embedder.settings import EmbedderSettings
 
 log = structlog.get_logger(__name__)
 
@@ -54,10 +53,3 @@ async def open_collection(
             delay = min(delay * 2, 2.0)
         else:
             return client, collection
-
-
-async def connect_collection(
-    settings: EmbedderSettings, encoder: Encoder
-) -> tuple[CatalogIndexer, AsyncClientAPI]:
-    client, collection = await open_collection(settings.chroma_url, settings.chroma_collection)
-    return CatalogIndexer(collection, encoder), client
