@@ -35,6 +35,13 @@ class CommonSettings(BaseSettings):
         description="Collection name; versioned by model so a new model gets a fresh index.",
     )
     catalog_stream: str = Field(default=CATALOG_STREAM, validation_alias="MARQUEE_CATALOG_STREAM")
+    max_backlog: int = Field(
+        default=50_000,
+        ge=1,
+        validation_alias="MARQUEE_MAX_BACKLOG",
+        description="Publishers wait (ingest) or answer 429 (gateway) while the embedders are "
+        "this many events behind; bounds the stream's size.",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", validation_alias="MARQUEE_LOG_LEVEL"
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Iterator, Sequence
 from itertools import islice
 from typing import TYPE_CHECKING, TypeVar
@@ -24,10 +25,16 @@ async def publish_events(
     *,
     stream: str = CATALOG_STREAM,
     pipeline_size: int = PIPELINE_SIZE,
+    max_backlog: int | None = None,
 ) -> list[str]:
-    """XADD the events in pipelined batches; returns the stream entry ids in order."""
+    """XADD the events in pipelined batches; returns the stream entry ids in order.
+
+    With ``max_backlog``, each batch waits while the consumers are that far behind.
+    """
     entry_ids: list[str] = []
     for chunk in batched(events, pipeline_size):
+        if max_backlog is not None:
+            await wait_for_backlog_below(redis, max_backlog, stream=stream)
         entry_ids.extend(await _xadd_batch(redis, stream, chunk))
     return entry_ids
 
@@ -49,3 +56,38 @@ async def _xadd_batch(
             pipe.xadd(stream, encode_event(event))  # type: ignore[arg-type]
         results = await pipe.execute()
     return [r.decode() if isinstance(r, bytes) else str(r) for r in results]
+
+
+async def stream_backlog(redis: Redis, stream: str = CATALOG_STREAM) -> int:
+    """Entries published but not yet applied: the slowest group's lag plus pending entries
+    (the stream's length while no group exists yet)."""
+    groups = await redis.xinfo_groups(stream) if await redis.exists(stream) else []
+    if not groups:
+        return int(await redis.xlen(stream))
+    backlog = 0
+    for group in groups:
+        lag = group.get("lag")
+        behind = int(await redis.xlen(stream)) if lag is None else int(lag)
+        backlog = max(backlog, behind + int(group["pending"]))
+    return backlog
+
+
+async def wait_for_backlog_below(
+    redis: Redis, limit: int, *, stream: str = CATALOG_STREAM, max_wait_s: float = 3600.0
+) -> float:
+    """Backpressure for publishers: wait while the backlog is at or above ``limit``.
+
+    The stream is trimmed only below what every group has acknowledged, so an unbounded
+    publisher would grow Redis without bound while consumers lag. Returns the seconds waited;
+    raises TimeoutError after ``max_wait_s``.
+    """
+    waited = 0.0
+    delay = 0.1
+    while (backlog := await stream_backlog(redis, stream)) >= limit:
+        if waited >= max_wait_s:
+            msg = f"backlog stayed at {backlog} (limit {limit}) for {waited:.0f}s"
+            raise TimeoutError(msg)
+        await asyncio.sleep(delay)
+        waited += delay
+        delay = min(delay * 2, 2.0)
+    return waited

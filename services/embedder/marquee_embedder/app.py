@@ -6,6 +6,7 @@ they share the stream: each has its own consumer name in the one consumer group.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
@@ -17,9 +18,11 @@ from faststream.asgi import AsgiFastStream
 from faststream.redis import RedisBroker, StreamSub
 from redis.asyncio import Redis
 
-from marquee_embedder.consumer import StreamFieldsFormat, handle_batch
+from marquee_embedder.consumer import BatchProcessor, IndexUnavailableError, StreamFieldsFormat
 from marquee_embedder.encoder import Encoder
 from marquee_embedder.indexer import CatalogIndexer
+from marquee_embedder.ledger import Ledger
+from marquee_embedder.recovery import Recovery
 from marquee_embedder.settings import EmbedderSettings
 from marquee_embedder.streams import ensure_group_from_start
 from marquee_shared.chroma import open_collection
@@ -55,14 +58,20 @@ def create_app(
                 lambda: Encoder(settings.model_path, threads=settings.torch_threads)
             )
         chroma, collection = await open_collection(settings.chroma_url, settings.chroma_collection)
-        indexer = CatalogIndexer(collection, model)
         redis: Redis = Redis.from_url(str(settings.redis_url))
+        ledger = Ledger(redis, f"{settings.catalog_stream}:ledger")
+        processor = BatchProcessor(CatalogIndexer(collection, model, ledger), redis, settings)
         # FastStream would create the group at "$" (the stream's end): events published before
         # the first worker started would never be read. Create it at "0" first.
         await ensure_group_from_start(redis, settings.catalog_stream, settings.group)
-        context.set_global("indexer", indexer)
-        context.set_global("redis", redis)
-        context.set_global("settings", settings)
+        recovery = Recovery(
+            processor=processor,
+            redis=redis,
+            broker=broker,
+            settings=settings,
+            index_ok=chroma.heartbeat,
+        )
+        context.set_global("processor", processor)
         checks.update(
             redis=redis.ping,
             chroma=chroma.heartbeat,
@@ -75,11 +84,16 @@ def create_app(
             batch_size=settings.batch_size,
             startup_s=round(time.perf_counter() - started, 2),
         )
+        task = asyncio.create_task(recovery.run(), name="embedder-recovery")
         try:
             yield
         finally:
+            recovery.stop()
+            await task
             await redis.aclose()
             log.info("embedder_stopped")
+
+    backoff = _Backoff()
 
     @broker.subscriber(
         stream=StreamSub(
@@ -91,22 +105,27 @@ def create_app(
             polling_interval=settings.poll_ms,
         ),
         message_format=StreamFieldsFormat,
-        # An exception leaves the whole batch pending (unacknowledged) in the group.
-        ack_policy=AckPolicy.NACK_ON_ERROR,
+        # Acknowledged by BatchProcessor, entry by entry, once Chroma has each event.
+        ack_policy=AckPolicy.MANUAL,
     )
     async def on_catalog_batch(
         entries: list[dict[str, Any]],
         message: RedisBatchStreamMessage = Context("message"),
-        indexer: CatalogIndexer = Context("indexer"),
-        redis: Redis = Context("redis"),
+        processor: BatchProcessor = Context("processor"),
     ) -> None:
-        await handle_batch(
-            entries,
-            [i.decode() for i in message.raw_message["message_ids"]],
-            indexer=indexer,
-            redis=redis,
-            settings=settings,
-        )
+        entry_ids = [i.decode() for i in message.raw_message["message_ids"]]
+        try:
+            await processor.process(entry_ids, entries)
+        except IndexUnavailableError as exc:
+            # Leave the batch pending (the recovery loop re-applies it once Chroma is back)
+            # and slow the reading down instead of pulling the whole stream into the PEL.
+            delay = backoff.next()
+            log.warning(
+                "index_unavailable", error=str(exc), entries=len(entry_ids), retry_in_s=delay
+            )
+            await asyncio.sleep(delay)
+        else:
+            backoff.reset()
 
     routes = health_routes("embedder", lambda: checks)
     return AsgiFastStream(
@@ -114,6 +133,18 @@ def create_app(
         asgi_routes=[(r.path, r.app) for r in routes],
         lifespan=lifespan,
     )
+
+
+class _Backoff:
+    def __init__(self, first: float = 0.5, cap: float = 30.0) -> None:
+        self._first, self._cap, self._delay = first, cap, first
+
+    def next(self) -> float:
+        delay, self._delay = self._delay, min(self._delay * 2, self._cap)
+        return delay
+
+    def reset(self) -> None:
+        self._delay = self._first
 
 
 async def _subscriber_running(broker: RedisBroker) -> None:

@@ -1,12 +1,21 @@
-"""Turning a batch of raw stream entries into index writes and dead letters."""
+"""Turning stream entries into index writes, acknowledgements and dead letters.
+
+Acknowledgement is manual: an entry is acknowledged only once Chroma has its event (or once it
+is parked as a dead letter). If Chroma cannot be reached nothing is acknowledged; if one event
+makes Chroma fail, the batch is retried event by event so the others go through and only that
+one stays pending, to be dead-lettered by the recovery loop after too many deliveries.
+"""
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+import httpx
 import structlog
 from faststream.redis.parser.binary import BinaryMessageFormatV1
 from faststream.redis.parser.message import MessageFormat
@@ -15,8 +24,6 @@ from prometheus_client import Counter, Histogram
 from marquee_shared.events import EVENT_FIELD, InvalidEventError, decode_event
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
-
     from redis.asyncio import Redis
 
     from marquee_embedder.indexer import CatalogIndexer
@@ -28,16 +35,32 @@ log = structlog.get_logger(__name__)
 EVENTS = Counter(
     "marquee_embedder_events_total",
     "Catalog events handled, by outcome (embedded, metadata_updated, unchanged, stale, "
-    "superseded, deleted, dead_lettered)",
+    "superseded, converged, deleted, dead_lettered, failed)",
     ["outcome"],
 )
+ACKED = Counter("marquee_embedder_acked_total", "Stream entries acknowledged")
 BATCH_SECONDS = Histogram(
     "marquee_embedder_batch_seconds",
     "Time to apply one batch (decode, embed, write to Chroma)",
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 16, 32),
 )
+BATCH_SIZE = Histogram(
+    "marquee_embedder_batch_size", "Entries per batch", buckets=(1, 4, 16, 32, 64, 128, 256, 512)
+)
+FRESHNESS = Histogram(
+    "marquee_embedder_freshness_seconds",
+    "From publish (the stream entry id's time) to written in Chroma",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300),
+)
 
 DEAD_LETTER_MAXLEN = 100_000
+
+# Failures that say "Chroma is not there", as opposed to "Chroma refused this event".
+INDEX_UNAVAILABLE = (httpx.TransportError, ConnectionError, TimeoutError, OSError)
+
+
+class IndexUnavailableError(Exception):
+    """Chroma could not be reached: nothing was acknowledged."""
 
 
 class StreamFieldsFormat(MessageFormat):
@@ -73,66 +96,141 @@ def _text(value: bytes | str) -> str:
     return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else value
 
 
-async def handle_batch(
-    entries: Sequence[Mapping[str, Any]],
-    entry_ids: Sequence[str],
-    *,
-    indexer: CatalogIndexer,
-    redis: Redis,
-    settings: EmbedderSettings,
-) -> None:
-    """Apply valid events, dead-letter invalid ones. Raising leaves the batch pending."""
-    started = time.perf_counter()
-    valid: list[MovieFetched | MovieDeleted] = []
-    invalid: list[tuple[str, Mapping[str, Any], str]] = []
-    for entry_id, fields in zip(entry_ids, entries, strict=True):
-        try:
-            valid.append(decode_event(fields))
-        except InvalidEventError as exc:
-            invalid.append((entry_id, fields, exc.reason))
-
-    result = await indexer.apply(valid)
-    # Dead letters are written after Chroma accepted the valid events: if Chroma fails, the
-    # batch is redelivered and must not leave duplicate dead letters behind.
-    if invalid:
-        await _dead_letter(redis, settings, invalid)
-        result.add("dead_lettered", len(invalid))
-
-    elapsed = time.perf_counter() - started
-    BATCH_SECONDS.observe(elapsed)
-    for outcome, n in result.counts.items():
-        EVENTS.labels(outcome).inc(n)
-    log.info(
-        "batch_applied",
-        entries=len(entry_ids),
-        first_id=entry_ids[0] if entry_ids else None,
-        last_id=entry_ids[-1] if entry_ids else None,
-        duration_ms=round(elapsed * 1000, 1),
-        **dict(result.counts),
-    )
+def entry_fields(raw: Mapping[bytes, bytes]) -> dict[str, str]:
+    """Fields of an entry read directly (XAUTOCLAIM), in the shape the handler receives."""
+    body, _ = StreamFieldsFormat.parse(raw)
+    fields: dict[str, str] = json.loads(body)
+    return fields
 
 
-async def _dead_letter(
-    redis: Redis,
-    settings: EmbedderSettings,
-    invalid: Sequence[tuple[str, Mapping[str, Any], str]],
-) -> None:
-    now = datetime.now(UTC).isoformat()
-    async with redis.pipeline(transaction=False) as pipe:
-        for entry_id, fields, reason in invalid:
-            log.warning("event_dead_lettered", entry_id=entry_id, reason=reason)
-            pipe.xadd(
-                settings.dead_letter_stream,
-                {
-                    "stream": settings.catalog_stream,
-                    "entry_id": entry_id,
-                    "reason": reason,
-                    "fields": json.dumps(fields)[:65536],
-                    "consumer": settings.consumer_name,
-                    "failed_at": now,
-                    "deliveries": "1",
-                },
-                maxlen=DEAD_LETTER_MAXLEN,
-                approximate=True,
-            )
-        await pipe.execute()
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    entry_id: str
+    fields: Mapping[str, Any]
+    reason: str
+    deliveries: int
+
+
+class BatchProcessor:
+    """Applies entries to the index and acknowledges exactly those that are done."""
+
+    def __init__(self, indexer: CatalogIndexer, redis: Redis, settings: EmbedderSettings) -> None:
+        self._indexer = indexer
+        self._redis = redis
+        self._settings = settings
+        self.errors_key = f"{settings.catalog_stream}:errors"
+
+    async def process(
+        self, entry_ids: Sequence[str], entries: Sequence[Mapping[str, Any]], deliveries: int = 1
+    ) -> None:
+        started = time.perf_counter()
+        valid: list[tuple[str, MovieFetched | MovieDeleted]] = []
+        invalid: list[DeadLetter] = []
+        for entry_id, fields in zip(entry_ids, entries, strict=True):
+            try:
+                valid.append((entry_id, decode_event(fields)))
+            except InvalidEventError as exc:
+                # A contract violation never heals by retrying: park it at once.
+                invalid.append(DeadLetter(entry_id, fields, exc.reason, deliveries))
+        if invalid:
+            await self.dead_letter(invalid)
+
+        counts: dict[str, int] = {"dead_lettered": len(invalid)} if invalid else {}
+        if valid:
+            try:
+                result = await self._indexer.apply([e for _, e in valid])
+            except INDEX_UNAVAILABLE as exc:
+                raise IndexUnavailableError(str(exc)) from exc
+            except Exception as exc:  # noqa: BLE001 - one bad event must not block the others
+                log.warning("batch_failed_isolating", error=repr(exc), entries=len(valid))
+                counts.update(await self._one_by_one(valid))
+            else:
+                await self._ack([i for i, _ in valid])
+                counts.update(result.counts)
+                self._observe_freshness([i for i, _ in valid])
+
+        elapsed = time.perf_counter() - started
+        BATCH_SECONDS.observe(elapsed)
+        BATCH_SIZE.observe(len(entry_ids))
+        for outcome, n in counts.items():
+            EVENTS.labels(outcome).inc(n)
+        log.info(
+            "batch_applied",
+            entries=len(entry_ids),
+            first_id=entry_ids[0] if entry_ids else None,
+            last_id=entry_ids[-1] if entry_ids else None,
+            duration_ms=round(elapsed * 1000, 1),
+            **counts,
+        )
+
+    async def _one_by_one(
+        self, valid: Sequence[tuple[str, MovieFetched | MovieDeleted]]
+    ) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for entry_id, event in valid:
+            try:
+                result = await self._indexer.apply([event])
+            except INDEX_UNAVAILABLE as exc:
+                raise IndexUnavailableError(str(exc)) from exc
+            except Exception as exc:  # noqa: BLE001 - recorded, left pending, retried later
+                counts["failed"] = counts.get("failed", 0) + 1
+                log.warning(
+                    "event_failed", entry_id=entry_id, event_id=str(event.event_id), error=repr(exc)
+                )
+                await self._redis.hset(
+                    self.errors_key, entry_id, f"{type(exc).__name__}: {exc}"[:2000]
+                )
+            else:
+                await self._ack([entry_id])
+                self._observe_freshness([entry_id])
+                for outcome, n in result.counts.items():
+                    counts[outcome] = counts.get(outcome, 0) + n
+        return counts
+
+    async def _ack(self, entry_ids: Sequence[str]) -> None:
+        if not entry_ids:
+            return
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.xack(self._settings.catalog_stream, self._settings.group, *entry_ids)
+            pipe.hdel(self.errors_key, *entry_ids)
+            await pipe.execute()
+        ACKED.inc(len(entry_ids))
+
+    async def dead_letter(self, letters: Sequence[DeadLetter]) -> None:
+        """Park the entries in the dead-letter stream and acknowledge them, atomically: a crash
+        in between can neither lose an entry nor park it twice."""
+        now = datetime.now(UTC).isoformat()
+        settings = self._settings
+        async with self._redis.pipeline(transaction=True) as pipe:
+            for letter in letters:
+                log.warning(
+                    "event_dead_lettered",
+                    entry_id=letter.entry_id,
+                    reason=letter.reason,
+                    deliveries=letter.deliveries,
+                )
+                pipe.xadd(
+                    settings.dead_letter_stream,
+                    {
+                        "stream": settings.catalog_stream,
+                        "entry_id": letter.entry_id,
+                        "reason": letter.reason,
+                        "fields": json.dumps(letter.fields)[:65536],
+                        "consumer": settings.consumer_name,
+                        "failed_at": now,
+                        "deliveries": str(letter.deliveries),
+                    },
+                    maxlen=DEAD_LETTER_MAXLEN,
+                    approximate=True,
+                )
+            ids = [letter.entry_id for letter in letters]
+            pipe.xack(settings.catalog_stream, settings.group, *ids)
+            pipe.hdel(self.errors_key, *ids)
+            await pipe.execute()
+        ACKED.inc(len(letters))
+
+    @staticmethod
+    def _observe_freshness(entry_ids: Sequence[str]) -> None:
+        now_ms = time.time() * 1000
+        for entry_id in entry_ids:
+            FRESHNESS.observe(max(0.0, now_ms - int(entry_id.split("-", 1)[0])) / 1000)

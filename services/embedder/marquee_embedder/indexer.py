@@ -2,8 +2,9 @@
 
 Idempotent by design, because Redis Streams deliver at least once: a record is keyed by TMDB
 id, an event whose content hash matches what is stored is a no-op, an event older than the
-stored version is ignored, and a change that does not touch the embedded text updates the
-metadata without running the model.
+latest version in the ledger is ignored (so a late or redelivered old version never overwrites
+a newer one, deletions included), and a change that does not touch the embedded text updates
+the metadata without running the model.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from chromadb.api.models.AsyncCollection import AsyncCollection
 
     from marquee_embedder.encoder import Encoder
+    from marquee_embedder.ledger import Ledger
 
 log = structlog.get_logger(__name__)
 
@@ -40,30 +42,61 @@ class ApplyResult:
 
 
 class CatalogIndexer:
-    def __init__(self, collection: AsyncCollection, encoder: Encoder) -> None:
+    def __init__(self, collection: AsyncCollection, encoder: Encoder, ledger: Ledger) -> None:
         self._collection = collection
         self._encoder = encoder
+        self._ledger = ledger
 
     async def apply(self, events: Sequence[MovieFetched | MovieDeleted]) -> ApplyResult:
-        """Bring Chroma in line with the events (in stream order). Raises if Chroma fails, so
-        the caller leaves the entries pending instead of acknowledging them."""
-        result = ApplyResult()
-        latest: dict[int, MovieFetched | MovieDeleted] = {}
-        for event in events:
-            tmdb_id = event.movie.tmdb_id if isinstance(event, MovieFetched) else event.tmdb_id
-            # Within a batch only the last event per movie matters (stream order).
-            if tmdb_id in latest:
-                result.add("superseded")
-            latest[tmdb_id] = event
+        """Bring Chroma in line with the newest version of each movie among the events.
 
-        fetched = [e for e in latest.values() if isinstance(e, MovieFetched)]
-        deleted = [e.tmdb_id for e in latest.values() if isinstance(e, MovieDeleted)]
+        Raises if Chroma fails, so the caller leaves the entries pending instead of
+        acknowledging them.
+        """
+        result = ApplyResult()
+        newest: dict[int, MovieFetched | MovieDeleted] = {}
+        for event in events:
+            tmdb_id = _tmdb_id(event)
+            held = newest.get(tmdb_id)
+            if held is not None:
+                result.add("superseded")
+                if held.occurred_at > event.occurred_at:
+                    continue
+            newest[tmdb_id] = event
+
+        chosen = list(newest.values())
+        is_latest = await self._ledger.record(chosen)
+        current = [e for e, latest in zip(chosen, is_latest, strict=True) if latest]
+        result.add("stale", len(chosen) - len(current))
+        await self._write(current, result)
+
+        # Another replica may have recorded a newer version while we wrote this one, and
+        # written it before us: re-check the ledger and converge on its latest version.
+        for _ in range(3):
+            latest = await self._ledger.latest(_tmdb_id(e) for e in current)
+            behind = [
+                entry.event
+                for e in current
+                if (entry := latest.get(_tmdb_id(e))) is not None
+                and entry.content_hash != _content_hash(e)
+            ]
+            if not behind:
+                break
+            result.add("converged", len(behind))
+            await self._write(behind, result)
+            current = behind
+        return result
+
+    async def _write(
+        self, events: Sequence[MovieFetched | MovieDeleted], result: ApplyResult
+    ) -> None:
+        fetched = [e for e in events if isinstance(e, MovieFetched)]
+        deleted = [e.tmdb_id for e in events if isinstance(e, MovieDeleted)]
         if fetched:
             await self._upsert(fetched, result)
         if deleted:
             await self._collection.delete(ids=[record_id(i) for i in deleted])
             result.add("deleted", len(deleted))
-        return result
 
     async def _upsert(self, events: Sequence[MovieFetched], result: ApplyResult) -> None:
         ids = [record_id(e.movie.tmdb_id) for e in events]
@@ -76,8 +109,6 @@ class CatalogIndexer:
             md = stored_md.get(record_id(event.movie.tmdb_id))
             if md is None:
                 to_embed.append(event)
-            elif float(md.get("occurred_at", 0.0)) > event.occurred_at.timestamp():
-                result.add("stale")  # a redelivered or late older version: keep the newer
             elif md.get("content_hash") == event.movie.content_hash():
                 result.add("unchanged")
             elif md.get("text_hash") == event.movie.text_hash():
@@ -104,3 +135,11 @@ class CatalogIndexer:
                 metadatas=[movie_metadata(e.movie, occurred_at=e.occurred_at) for e in to_embed],
             )
             result.add("embedded", len(to_embed))
+
+
+def _tmdb_id(event: MovieFetched | MovieDeleted) -> int:
+    return event.movie.tmdb_id if isinstance(event, MovieFetched) else event.tmdb_id
+
+
+def _content_hash(event: MovieFetched | MovieDeleted) -> str | None:
+    return event.movie.content_hash() if isinstance(event, MovieFetched) else None

@@ -42,3 +42,16 @@ class EmbedderSettings(CommonSettings):
         default=None, description="Intra-op threads for the model; default: the CPU count."
     )
     dead_letter_stream: str = Field(default="marquee:catalog:v1:dead")
+    recovery_interval_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="How often abandoned entries are claimed and the stream trimmed.",
+    )
+    claim_idle_ms: PositiveInt = Field(
+        default=60_000,
+        description="An entry pending this long on any consumer is claimed by a live one. Must "
+        "exceed the slowest batch, or a busy replica's work is claimed and done twice.",
+    )
+    max_deliveries: PositiveInt = Field(
+        default=5, description="Deliveries after which a failing event is dead-lettered."
+    )

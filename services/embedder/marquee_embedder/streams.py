@@ -22,3 +22,34 @@ async def ensure_group_from_start(redis: Redis, stream: str, group: str) -> bool
             raise
         return False
     return True
+
+
+def _parse_id(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+async def safe_trim_point(redis: Redis, stream: str) -> str | None:
+    """The oldest entry id some consumer group still needs, or None when unsure.
+
+    For each group: its first pending (delivered, unacknowledged) entry, and the entry after its
+    last-delivered id (everything later is still to be read). Entries strictly below the
+    minimum over all groups are acknowledged by every group and may be trimmed.
+    """
+    groups = await redis.xinfo_groups(stream)
+    if not groups:
+        return None  # nobody consumes yet: everything is still needed
+    points: list[tuple[int, int]] = []
+    for group in groups:
+        if group.get("lag") is None:
+            return None  # Redis cannot tell how far behind this group is: keep everything
+        name = group["name"]
+        if int(group["pending"]) > 0:
+            summary = await redis.xpending(stream, name)
+            first = summary["min"]
+            points.append(_parse_id(first.decode() if isinstance(first, bytes) else first))
+        last = group["last-delivered-id"]
+        ms, seq = _parse_id(last.decode() if isinstance(last, bytes) else last)
+        points.append((ms, seq + 1))
+    ms, seq = min(points)
+    return f"{ms}-{seq}"

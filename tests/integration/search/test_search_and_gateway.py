@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from marquee_embedder.indexer import CatalogIndexer
+from marquee_embedder.ledger import Ledger
 from marquee_gateway.app import create_app as create_gateway
 from marquee_gateway.settings import GatewaySettings
 from marquee_search.app import create_app as create_search
@@ -97,7 +98,7 @@ async def stack(
 ) -> AsyncIterator[dict[str, str]]:
     _, collection = await open_collection(httpx.URL(chroma_url), collection_name)  # type: ignore[arg-type]
     now = datetime.now(UTC)
-    await CatalogIndexer(collection, encoder).apply(
+    await CatalogIndexer(collection, encoder, Ledger(redis, "test:ledger")).apply(
         [MovieFetched(source="test", movie=m, occurred_at=now) for m in MOVIES]
     )
     search_app = create_search(
