@@ -16,6 +16,7 @@ from redis.asyncio import Redis
 
 from marquee_gateway.backends import Backend, BackendUnavailableError, make_session
 from marquee_gateway.routes import router
+from marquee_gateway.routes_deadletters import router as deadletters_router
 from marquee_gateway.settings import GatewaySettings
 from marquee_shared.health import Check, health_routes
 from marquee_shared.logging import configure_logging
@@ -67,6 +68,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     )
     app.add_middleware(RequestContextMiddleware, service="gateway")
     app.include_router(router)
+    app.include_router(deadletters_router)
     app.router.routes.extend(health_routes("gateway", lambda: checks))
 
     @app.exception_handler(BackendUnavailableError)

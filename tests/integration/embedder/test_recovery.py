@@ -35,7 +35,10 @@ def fast_settings(
         **kw,
     }
     return EmbedderSettings(
-        redis_url=redis_url, chroma_url=chroma_url, chroma_collection=collection, **options  # type: ignore[arg-type]
+        redis_url=redis_url,
+        chroma_url=chroma_url,
+        chroma_collection=collection,
+        **options,  # type: ignore[arg-type]
     )
 
 

@@ -270,3 +270,45 @@ def test_the_gateway_never_imports_torch():
         [sys.executable, "-c", code], capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+async def test_dead_letter_admin_api(stack, redis):
+    ids = [
+        (
+            await redis.xadd(
+                "marquee:catalog:v1:dead",
+                {
+                    "stream": CATALOG_STREAM,
+                    "entry_id": f"5-{i}",
+                    "reason": f"bad {i}",
+                    "fields": '{"event": "{}"}',
+                    "consumer": "c",
+                    "failed_at": "t",
+                    "deliveries": "3",
+                },
+            )
+        ).decode()
+        for i in range(3)
+    ]
+    base = stack["gateway"] + "/v1/admin/dead-letters"
+    key = {"X-API-Key": "key-one"}
+    async with httpx.AsyncClient() as client:
+        assert (await client.get(base)).status_code == 401
+        page = (await client.get(base, headers=key, params={"limit": 2})).json()
+        assert page["total"] == 3
+        assert [d["reason"] for d in page["items"]] == ["bad 0", "bad 1"]
+        assert page["next_after"] == ids[1]
+        rest = (await client.get(base, headers=key, params={"after": ids[1]})).json()
+        assert [d["id"] for d in rest["items"]] == [ids[2]]
+        one = await client.get(f"{base}/{ids[2]}", headers=key)
+        assert one.json()["deliveries"] == 3
+        assert (await client.get(f"{base}/1-999", headers=key)).status_code == 404
+        assert (await client.get(f"{base}/not-an-id", headers=key)).status_code == 422
+
+        r = await client.post(base + "/replay", headers=key, json={"ids": [ids[0], "1-999"]})
+        assert r.json()["not_found"] == ["1-999"]
+        assert list(r.json()["replayed"]) == [ids[0]]
+        assert await redis.xlen(CATALOG_STREAM) == 1
+        r = await client.post(base + "/purge", headers=key, json={"ids": [ids[1]]})
+        assert r.json() == {"purged": 1}
+        assert (await client.get(base, headers=key)).json()["total"] == 1
