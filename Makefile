@@ -9,12 +9,13 @@ PACKAGES := shared services/ingest services/embedder services/search services/ex
 # Reinstall only when a dependency declaration changed.
 STAMP := $(VENV)/.installed-$(shell cat $(addsuffix /pyproject.toml,$(PACKAGES)) requirements-dev.txt constraints.txt 2>/dev/null | sha1sum | cut -c1-12)
 
-.PHONY: install run test lint typecheck format clean-data help
+.PHONY: install run test lint typecheck format clean-data help eval
 
 help:
 	@echo "make run [EMBEDDERS=N]   start everything locally and ingest the demo catalog"
 	@echo "make test                install what is missing and run the whole test suite"
 	@echo "make lint / typecheck    ruff / mypy strict"
+	@echo "make eval                search and recommendation quality on ../shared/data (docs/evaluation.md)"
 
 install: $(STAMP)
 
@@ -33,6 +34,12 @@ run: install
 
 test: install
 	$(BIN)/python -m pytest $(ARGS)
+
+# Embeds the 15.8k-movie catalog once (cached under .data/eval/), then measures.
+eval: install
+	$(BIN)/python bench/eval_search.py --write
+	$(BIN)/python bench/filters.py --write
+	$(BIN)/python bench/eval_recs.py --write
 
 lint: install
 	$(BIN)/ruff check .

@@ -31,6 +31,14 @@ COPY shared/ shared/
 COPY services/embedder/ services/embedder/
 RUN pip install --no-deps ./shared ./services/embedder
 
+# Export the ONNX model (the default backend) at build time, into a folder the service user
+# reads: containers then start without the few seconds of export, and need no writable cache.
+RUN python -c "from pathlib import Path; from marquee_embedder.encoder import onnx_files; \
+from marquee_embedder.settings import default_model_path as m; \
+[onnx_files(m(), Path('/opt/marquee/onnx'), int8=q) for q in (False, True)]" \
+    && chmod -R a+rX /opt/marquee
+ENV MARQUEE_EMBEDDER_ONNX_CACHE_DIR=/opt/marquee/onnx
+
 # Numeric, so orchestrators can verify it is not root (Kubernetes runAsNonRoot).
 USER 10001:10001
 EXPOSE 8083

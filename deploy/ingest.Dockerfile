@@ -1,4 +1,5 @@
-# Ingest: a CLI that publishes catalog events (the bundled demo, a file, or TMDB) and exits.
+# Ingest: the scheduled TMDB sync service (8084), and the `marquee-ingest` CLI for one-shot
+# runs (the bundled demo, a file, TMDB lists, deletions, a sync by hand).
 # Build from the repo root: docker build -f deploy/ingest.Dockerfile -t marquee-ingest .
 #   docker run --rm -e MARQUEE_REDIS_URL=redis://host:6379/0 marquee-ingest marquee-ingest demo
 FROM python:3.11-slim
@@ -28,6 +29,8 @@ RUN pip install --no-deps ./shared ./services/ingest
 
 # Numeric, so orchestrators can verify it is not root (Kubernetes runAsNonRoot).
 USER 10001:10001
-# A one-shot job, not a server: nothing to probe.
-HEALTHCHECK NONE
-CMD ["marquee-ingest", "demo"]
+EXPOSE 8084
+HEALTHCHECK --interval=10s --timeout=5s --start-period=20s --retries=3 \
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8084/health', timeout=4)"]
+# The long-running sync; `docker run ... marquee-ingest <command>` runs the CLI instead.
+CMD ["uvicorn", "marquee_ingest.app:create_app", "--factory", "--host", "0.0.0.0", "--port", "8084"]

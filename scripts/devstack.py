@@ -181,6 +181,7 @@ class Ports:
     gateway: int = 8080
     search: int = 8081
     explainer: int = 8082
+    ingest: int = 8084
     embedder_base: int = 8090
     chroma: int = 8000
     redis: int = 6380
@@ -191,6 +192,7 @@ class Ports:
             gateway=free_port(),
             search=free_port(),
             explainer=free_port(),
+            ingest=free_port(),
             embedder_base=0,
             chroma=free_port(),
             redis=free_port(),
@@ -220,7 +222,11 @@ class Stack:
         self.chroma_url = f"http://127.0.0.1:{self.ports.chroma}"
         self.gateway_url = f"http://127.0.0.1:{self.ports.gateway}"
         self.search_url = f"http://127.0.0.1:{self.ports.search}"
+        self.ingest_url = f"http://127.0.0.1:{self.ports.ingest}"
         self.extra_env = dict(env or {})
+        # A fresh internal token per run (unless one is configured): every service of this
+        # stack gets it, so `make run` exercises the token check the way a deployment does.
+        self.internal_token = os.environ.get("MARQUEE_INTERNAL_TOKEN") or _token()
         self.procs: list[Proc] = []
         self.embedders: list[Proc] = []
         self.embedder_urls: list[str] = []
@@ -250,6 +256,8 @@ class Stack:
             "MARQUEE_CHROMA_URL": self.chroma_url,
             "MARQUEE_GATEWAY_SEARCH_URL": self.search_url,
             "MARQUEE_GATEWAY_EXPLAINER_URL": f"http://127.0.0.1:{self.ports.explainer}",
+            "MARQUEE_GATEWAY_INGEST_URL": self.ingest_url,
+            "MARQUEE_INTERNAL_TOKEN": self.internal_token,
             "MARQUEE_LOG_FORMAT": "json",
             "HF_HUB_OFFLINE": "1",
             # Services share 2 cores here: one torch thread pool per process would oversubscribe.
@@ -262,6 +270,7 @@ class Stack:
             "gateway": self.ports.gateway,
             "search": self.ports.search,
             "explainer": self.ports.explainer,
+            "ingest": self.ports.ingest,
             "chroma": self.ports.chroma,
         }
         if not self.external_redis:
@@ -311,6 +320,14 @@ class Stack:
                     self.log_dir,
                 )
             )
+            # The scheduled TMDB sync. TMDB_API_KEY / TMDB_READ_TOKEN and
+            # MARQUEE_INGEST_TMDB_BASE_URL pass through from this environment (or `env`); with
+            # no key the schedule is off and the service only serves its status.
+            ingest = self._add(
+                service_proc(
+                    "ingest", "marquee_ingest.app", self.ports.ingest, self.env, self.log_dir
+                )
+            )
             gateway = self._add(
                 service_proc(
                     "gateway", "marquee_gateway.app", self.ports.gateway, self.env, self.log_dir
@@ -320,6 +337,7 @@ class Stack:
                 *zip(self.embedders, self.embedder_urls, strict=True),
                 (search, self.search_url),
                 (explainer, f"http://127.0.0.1:{self.ports.explainer}"),
+                (ingest, self.ingest_url),
                 (gateway, self.gateway_url),
             ]:
                 proc.wait_until(functools.partial(http_ok, url + "/ready"), "ready", 180)
@@ -443,6 +461,12 @@ def main(argv: list[str] | None = None) -> int:
     stack.stop()
     print("stopped; data kept in", args.data_dir)
     return 0
+
+
+def _token() -> str:
+    import secrets  # noqa: PLC0415
+
+    return secrets.token_urlsafe(24)
 
 
 def backlog(

@@ -60,13 +60,19 @@ def chroma_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     proc.stop()
 
 
+def _onnx_cache() -> Path:
+    return Path.home() / ".cache" / "marquee" / "onnx"
+
+
 @pytest.fixture(scope="session")
 def encoder():  # type: ignore[no-untyped-def]
     """The all-MiniLM-L6-v2 model, loaded once per test session."""
-    from marquee_embedder.encoder import Encoder
+    from marquee_embedder.encoder import load_encoder
     from marquee_embedder.settings import default_model_path
 
-    return Encoder(default_model_path())
+    # The services' default backend, with the ONNX export cached under the session's temp dir
+    # on first use (the export path is exercised by every test run).
+    return load_encoder(default_model_path(), "onnx", cache_dir=_onnx_cache())
 
 
 @pytest.fixture

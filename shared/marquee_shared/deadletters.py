@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, Field
 
 from marquee_shared.events import CATALOG_STREAM, DEAD_LETTER_STREAM
+from marquee_shared.streams import as_text
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -31,18 +32,14 @@ class DeadLetterRecord(BaseModel):
     deliveries: int
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else value
-
-
 def _record(entry_id: Any, raw: Any) -> DeadLetterRecord:  # redis-py's xrange is loosely typed
-    f = {_text(k): _text(v) for k, v in raw.items()}
+    f = {as_text(k): as_text(v) for k, v in raw.items()}
     try:
         fields = json.loads(f.get("fields", "{}"))
     except json.JSONDecodeError:
         fields = {"_unparseable": f.get("fields", "")}
     return DeadLetterRecord(
-        id=_text(entry_id),
+        id=as_text(entry_id),
         entry_id=f.get("entry_id", ""),
         stream=f.get("stream", CATALOG_STREAM),
         reason=f.get("reason", ""),
@@ -87,7 +84,7 @@ async def replay_dead_letters(
             pipe.xadd(letter.stream, fields)  # type: ignore[arg-type]
             pipe.xdel(stream, letter_id)
             new_id, _ = await pipe.execute()
-        replayed[letter_id] = _text(new_id)
+        replayed[letter_id] = as_text(new_id)
     return replayed
 
 

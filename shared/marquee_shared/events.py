@@ -33,6 +33,8 @@ DEAD_LETTER_STREAM = "marquee:catalog:v1:dead"
 """Entries that could not be applied, with the reason; never silently dropped."""
 EVENT_FIELD = "event"
 """The one stream-entry field that carries the JSON event."""
+REQUEST_ID_FIELD = "request_id"
+"""Optional field beside ``event``: the request or run that published it, for tracing."""
 MAX_EVENT_BYTES = 64 * 1024
 """Upper bound for one encoded event; larger entries are dead-lettered, not processed."""
 
@@ -127,8 +129,16 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def _require_type(schema: dict[str, Any]) -> None:
+    # `type` has a default so code can build events without repeating it, but on the wire it is
+    # the discriminator and must be sent: say so in the JSON schema (and so in OpenAPI).
+    required = schema.setdefault("required", [])
+    if "type" not in required:
+        required.insert(0, "type")
+
+
 class _CatalogEvent(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra=_require_type)
 
     schema_version: Literal[1] = Field(default=1, description="Contract version.")
     event_id: UUID = Field(

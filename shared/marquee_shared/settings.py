@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import AliasChoices, AnyHttpUrl, Field, RedisDsn
+from pydantic import AliasChoices, AnyHttpUrl, Field, RedisDsn, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from marquee_shared.events import CATALOG_STREAM
@@ -42,6 +42,13 @@ class CommonSettings(BaseSettings):
         description="Publishers wait (ingest) or answer 429 (gateway) while the embedders are "
         "this many events behind; bounds the stream's size.",
     )
+    internal_token: SecretStr | None = Field(
+        default=None,
+        validation_alias="MARQUEE_INTERNAL_TOKEN",
+        description="Shared secret between the gateway and the internal services: when set, "
+        "internal services answer 401 to requests without it in X-Internal-Token (except "
+        "/health, /ready and /metrics), and the gateway sends it.",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", validation_alias="MARQUEE_LOG_LEVEL"
     )
@@ -50,3 +57,11 @@ class CommonSettings(BaseSettings):
         validation_alias="MARQUEE_LOG_FORMAT",
         description="auto: console on a TTY, JSON otherwise.",
     )
+
+    @field_validator("internal_token", mode="after")
+    @classmethod
+    def _blank_token_is_unset(cls, value: SecretStr | None) -> SecretStr | None:
+        # `MARQUEE_INTERNAL_TOKEN=` (compose passthrough, .env template) means "not configured".
+        if value is not None and not value.get_secret_value().strip():
+            return None
+        return value

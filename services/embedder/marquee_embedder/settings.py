@@ -10,6 +10,7 @@ from pathlib import Path
 from pydantic import Field, PositiveInt
 from pydantic_settings import SettingsConfigDict
 
+from marquee_embedder.encoder import Backend
 from marquee_shared.settings import CommonSettings
 
 
@@ -38,10 +39,27 @@ class EmbedderSettings(CommonSettings):
     )
     poll_ms: PositiveInt = Field(default=1000, description="XREADGROUP BLOCK timeout.")
     model_path: Path = Field(default_factory=default_model_path)
+    backend: Backend = Field(
+        default="onnx",
+        description="Model runtime: torch, onnx (fp32, same vectors as torch, faster per call) or "
+        "onnx-int8 (about 2x the throughput on AVX-512 VNNI, cosine 0.99 to fp32).",
+    )
+    onnx_cache_dir: Path | None = Field(
+        default=None,
+        description="Where exported ONNX files are kept (default ~/.cache/marquee/onnx).",
+    )
     torch_threads: PositiveInt | None = Field(
         default=None, description="Intra-op threads for the model; default: the CPU count."
     )
     dead_letter_stream: str = Field(default="marquee:catalog:v1:dead")
+    index_changes_stream: str = Field(
+        default="marquee:index:v1:changes",
+        description="Changelog of records written to Chroma (tmdb_id, content_hash; empty hash = "
+        "deleted), for readers that keep derived indexes in step.",
+    )
+    index_changes_maxlen: PositiveInt = Field(
+        default=200_000, description="Approximate length the changelog is capped at."
+    )
     recovery_interval_s: float = Field(
         default=5.0,
         gt=0,

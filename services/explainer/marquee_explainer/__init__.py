@@ -1,1 +1,1 @@
-"""Marquee explainer: grounded "why this?" explanations (placeholder until its issue lands)."""
+"""Marquee explainer: grounded "why this?" explanations for recommendations and search hits."""

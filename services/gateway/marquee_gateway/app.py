@@ -15,8 +15,12 @@ from fastapi.responses import JSONResponse
 from redis.asyncio import Redis
 
 from marquee_gateway.backends import Backend, BackendUnavailableError, make_session
+from marquee_gateway.limits import install_limits
 from marquee_gateway.routes import router
+from marquee_gateway.routes_admin import router as admin_router
 from marquee_gateway.routes_deadletters import router as deadletters_router
+from marquee_gateway.routes_explain import router as explain_router
+from marquee_gateway.routes_recs import router as recs_router
 from marquee_gateway.settings import GatewaySettings
 from marquee_shared.health import Check, health_routes
 from marquee_shared.logging import configure_logging
@@ -43,12 +47,16 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        session = make_session(settings.backend_timeout_s, settings.backend_connections)
+        session = make_session(
+            settings.backend_timeout_s, settings.backend_connections, settings.internal_token
+        )
         redis: Redis = Redis.from_url(str(settings.redis_url))
         app.state.settings = settings
         app.state.redis = redis
         app.state.search = Backend("search", str(settings.search_url), session)
         app.state.explainer = Backend("explainer", str(settings.explainer_url), session)
+        # Not a readiness check: searching works while ingest is down (only admin/stats need it).
+        app.state.ingest = Backend("ingest", str(settings.ingest_url), session)
         checks.update(search=app.state.search.ping, redis=redis.ping)
         if not settings.api_keys:
             log.warning("no_api_keys", hint="set MARQUEE_GATEWAY_API_KEYS to enable writes")
@@ -66,9 +74,13 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         description=DESCRIPTION,
         lifespan=lifespan,
     )
+    install_limits(app, settings)  # body size and per-client rate limits; before the next line
     app.add_middleware(RequestContextMiddleware, service="gateway")
     app.include_router(router)
     app.include_router(deadletters_router)
+    app.include_router(explain_router)
+    app.include_router(admin_router)
+    app.include_router(recs_router)
     app.router.routes.extend(health_routes("gateway", lambda: checks))
 
     @app.exception_handler(BackendUnavailableError)

@@ -11,9 +11,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
+import structlog
+
+from marquee_shared.internal_auth import INTERNAL_TOKEN_HEADER
+from marquee_shared.requests import REQUEST_ID_HEADER
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
+
+    from pydantic import SecretStr
 
 
 class BackendUnavailableError(Exception):
@@ -46,13 +52,36 @@ class Backend:
         headers: Mapping[str, str] | None = None,
     ) -> BackendResponse:
         try:
-            async with self._session.get(self._base + path, params=params, headers=headers) as resp:
+            async with self._session.get(
+                self._base + path, params=params, headers=_traced(headers)
+            ) as resp:
                 body = await resp.read()
         except (aiohttp.ClientError, TimeoutError) as exc:
             reason = type(exc).__name__ if not str(exc) else f"{type(exc).__name__}: {exc}"
             raise BackendUnavailableError(self.name, reason) from exc
-        if resp.status >= 500:
-            raise BackendUnavailableError(self.name, f"it answered HTTP {resp.status}")
+        _raise_if_unavailable(self.name, resp.status)
+        return BackendResponse(resp.status, body, resp.content_type)
+
+    async def post(
+        self,
+        path: str,
+        json: Any,
+        headers: Mapping[str, str] | None = None,
+        timeout_s: float | None = None,
+    ) -> BackendResponse:
+        """Like ``get``, with a JSON body; ``timeout_s`` overrides the session's for slow calls
+        (an explanation may wait on an LLM)."""
+        # Never None: aiohttp reads timeout=None as "no timeout at all".
+        timeout = aiohttp.ClientTimeout(total=timeout_s) if timeout_s else self._session.timeout
+        try:
+            async with self._session.post(
+                self._base + path, json=json, headers=_traced(headers), timeout=timeout
+            ) as resp:
+                body = await resp.read()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            reason = type(exc).__name__ if not str(exc) else f"{type(exc).__name__}: {exc}"
+            raise BackendUnavailableError(self.name, reason) from exc
+        _raise_if_unavailable(self.name, resp.status)
         return BackendResponse(resp.status, body, resp.content_type)
 
     async def ping(self) -> None:
@@ -62,9 +91,33 @@ class Backend:
             raise RuntimeError(msg)
 
 
-def make_session(timeout_s: float, connections: int) -> aiohttp.ClientSession:
+def _raise_if_unavailable(backend: str, status: int) -> None:
+    if status >= 500:
+        raise BackendUnavailableError(backend, f"it answered HTTP {status}")
+    if status == 401:
+        # Inside, only the internal-token check answers 401. Relaying it would tell a public
+        # client to authenticate when the fault is the deployment's: the two tokens differ.
+        raise BackendUnavailableError(backend, "it refused the gateway's internal token")
+
+
+def make_session(
+    timeout_s: float, connections: int, internal_token: SecretStr | None = None
+) -> aiohttp.ClientSession:
+    # The internal token rides on every request to every backend (marquee_shared.internal_auth).
+    headers = {INTERNAL_TOKEN_HEADER: internal_token.get_secret_value()} if internal_token else {}
     return aiohttp.ClientSession(
+        headers=headers,
         timeout=aiohttp.ClientTimeout(total=timeout_s),
         connector=aiohttp.TCPConnector(limit=connections, ttl_dns_cache=300),
         raise_for_status=False,
     )
+
+
+def _traced(headers: Mapping[str, str] | None) -> dict[str, str]:
+    """The request's id on every hop, so one id ties the gateway's and the backend's log lines
+    together (the middleware binds it, taken from the caller or generated)."""
+    out = dict(headers or {})
+    request_id = structlog.contextvars.get_contextvars().get("request_id")
+    if request_id and REQUEST_ID_HEADER not in out:
+        out[REQUEST_ID_HEADER] = str(request_id)
+    return out

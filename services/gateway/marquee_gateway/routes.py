@@ -21,9 +21,15 @@ from marquee_shared.api import (
     SimilarParams,
     SimilarResponse,
 )
-from marquee_shared.events import CatalogEvent, MovieDeleted, MovieFetched
-from marquee_shared.requests import REQUEST_ID_HEADER
-from marquee_shared.streams import publish_events
+from marquee_shared.events import (
+    EVENT_FIELD,
+    MAX_EVENT_BYTES,
+    CatalogEvent,
+    MovieDeleted,
+    MovieFetched,
+    encode_event,
+)
+from marquee_shared.streams import publish_events, stream_backlog
 
 log = structlog.get_logger(__name__)
 router = APIRouter(prefix="/v1")
@@ -90,9 +96,32 @@ def _params(model: BaseModel) -> list[tuple[str, str]]:
     return pairs
 
 
-def _trace_headers(request: Request) -> dict[str, str]:
-    rid = request.headers.get(REQUEST_ID_HEADER)
-    return {REQUEST_ID_HEADER: rid} if rid else {}
+BACKLOG_RETRY_AFTER_S = 10
+"""Long enough for the embedders to apply a few hundred events (each replica does 15-30 a
+second on two cores, docs/operations.md), short enough that a paused publisher resumes soon."""
+
+
+def _check_event_sizes(events: list[MovieFetched | MovieDeleted]) -> None:
+    """Each event must fit the stream's per-entry limit once encoded (embedders dead-letter
+    larger entries), so refuse it here, naming it, rather than accept it to be parked later.
+
+    Encoding twice (here and when publishing) costs well under a millisecond per event, and
+    keeps publish_events the one write path every publisher shares."""
+    for index, event in enumerate(events):
+        size = len(encode_event(event)[EVENT_FIELD].encode())
+        if size > MAX_EVENT_BYTES:
+            raise HTTPException(
+                422,
+                [
+                    {
+                        "type": "value_error",
+                        "loc": ["body", "events", index],
+                        "msg": f"event is {size} bytes once encoded, above the "
+                        f"{MAX_EVENT_BYTES}-byte limit per event",
+                        "input": None,
+                    }
+                ],
+            )
 
 
 @router.get(
@@ -103,10 +132,8 @@ def _trace_headers(request: Request) -> dict[str, str]:
     description="Describe a plot, a mood, a title or a name; filters narrow the results. "
     "Example: `/v1/search?q=a shark terrorizes a beach town&k=5&year_max=1990`.",
 )
-async def search(
-    request: Request, params: Annotated[SearchParams, Query()], backend: SearchBackend
-) -> Response:
-    return _forward(await backend.get("/search", _params(params), _trace_headers(request)))
+async def search(params: Annotated[SearchParams, Query()], backend: SearchBackend) -> Response:
+    return _forward(await backend.get("/search", _params(params)))
 
 
 @router.get(
@@ -115,8 +142,8 @@ async def search(
     responses={**NOT_FOUND, **UNAVAILABLE},
     summary="One movie by TMDB id",
 )
-async def get_movie(request: Request, tmdb_id: TmdbIdPath, backend: SearchBackend) -> Response:
-    return _forward(await backend.get(f"/movies/{tmdb_id}", headers=_trace_headers(request)))
+async def get_movie(tmdb_id: TmdbIdPath, backend: SearchBackend) -> Response:
+    return _forward(await backend.get(f"/movies/{tmdb_id}"))
 
 
 @router.get(
@@ -126,14 +153,11 @@ async def get_movie(request: Request, tmdb_id: TmdbIdPath, backend: SearchBacken
     summary="Movies similar to one movie",
 )
 async def similar(
-    request: Request,
     tmdb_id: TmdbIdPath,
     params: Annotated[SimilarParams, Query()],
     backend: SearchBackend,
 ) -> Response:
-    return _forward(
-        await backend.get(f"/movies/{tmdb_id}/similar", _params(params), _trace_headers(request))
-    )
+    return _forward(await backend.get(f"/movies/{tmdb_id}/similar", _params(params)))
 
 
 class CatalogEventsRequest(BaseModel):
@@ -159,6 +183,11 @@ class CatalogEventsAccepted(BaseModel):
         401: {"model": ErrorResponse, "description": "No X-API-Key header."},
         403: {"model": ErrorResponse, "description": "Unknown API key."},
         413: {"model": ErrorResponse, "description": "Too many events in one request."},
+        429: {
+            "model": ErrorResponse,
+            "description": "The embedders are too far behind (backlog at MARQUEE_MAX_BACKLOG), "
+            "or this client's rate limit is spent: retry after Retry-After seconds.",
+        },
         **UNAVAILABLE,
     },
     summary="Publish catalog events (needs an API key)",
@@ -176,8 +205,25 @@ async def publish_catalog_events(
             413, f"at most {settings.max_events_per_request} events per request; split the batch"
         )
     events: list[MovieFetched | MovieDeleted] = list(body.events)
+    _check_event_sizes(events)
     try:
-        entry_ids = await publish_events(redis, events, stream=settings.catalog_stream)
+        backlog = await stream_backlog(redis, settings.catalog_stream)
+        if backlog >= settings.max_backlog:
+            # Backpressure: the stream is trimmed only below what the embedders acknowledged,
+            # so accepting more while they lag would grow Redis without bound.
+            log.warning("catalog_backlog_full", backlog=backlog, limit=settings.max_backlog)
+            raise HTTPException(
+                429,
+                f"the catalog backlog is full ({backlog} events waiting, limit "
+                f"{settings.max_backlog}); retry later",
+                {"Retry-After": str(BACKLOG_RETRY_AFTER_S)},
+            )
+        entry_ids = await publish_events(
+            redis,
+            events,
+            stream=settings.catalog_stream,
+            request_id=structlog.contextvars.get_contextvars().get("request_id"),
+        )
     except (RedisError, OSError) as exc:
         raise BackendUnavailableError("redis", str(exc)) from exc
     log.info("catalog_events_published", count=len(entry_ids))

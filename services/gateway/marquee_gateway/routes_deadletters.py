@@ -15,7 +15,8 @@ from marquee_shared import deadletters
 from marquee_shared.api import ErrorResponse
 from marquee_shared.deadletters import DeadLetterRecord
 
-ENTRY_ID = r"^\d{1,20}-\d{1,20}$"
+# 19 digits at most: Redis stream ids are two 64-bit integers, and 10^19 - 1 < 2^64.
+ENTRY_ID = r"^\d{1,19}-\d{1,19}$"
 
 router = APIRouter(
     prefix="/v1/admin/dead-letters",

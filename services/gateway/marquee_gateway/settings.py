@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ipaddress import IPv4Network, IPv6Network
 from typing import Annotated
 
 from pydantic import AnyHttpUrl, Field, PositiveFloat, PositiveInt, SecretStr, field_validator
@@ -17,6 +18,10 @@ class GatewaySettings(CommonSettings):
 
     search_url: AnyHttpUrl = Field(default=AnyHttpUrl("http://127.0.0.1:8081"))
     explainer_url: AnyHttpUrl = Field(default=AnyHttpUrl("http://127.0.0.1:8082"))
+    ingest_url: AnyHttpUrl = Field(
+        default=AnyHttpUrl("http://127.0.0.1:8084"),
+        description="The ingest service (TMDB sync admin, catalog size for /v1/stats).",
+    )
     api_keys: Annotated[list[SecretStr], NoDecode] = Field(
         default_factory=list,
         description="Comma-separated keys accepted in X-API-Key for writing endpoints. With "
@@ -27,6 +32,35 @@ class GatewaySettings(CommonSettings):
         default=100, description="Pooled keep-alive connections per backend."
     )
     max_events_per_request: PositiveInt = Field(default=1000, le=10_000)
+    # -- abuse limits (marquee_gateway.ratelimit, marquee_gateway.limits) ---------------------
+    rate_limit_per_minute: int = Field(
+        default=600,
+        ge=0,
+        description="Requests per minute per client (API key, else IP), sustained, with bursts "
+        "of as many at once; shared by every replica through Redis. 0 disables.",
+    )
+    write_rate_limit_per_minute: int = Field(
+        default=60,
+        ge=0,
+        description="The same for writing requests (POST, PUT, PATCH, DELETE), counted "
+        "separately from reads. 0 disables.",
+    )
+    trusted_proxies: Annotated[list[IPv4Network | IPv6Network], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated addresses or CIDRs of reverse proxies whose "
+        "X-Forwarded-For names the client; from any other peer the header is ignored.",
+    )
+    max_body_bytes: PositiveInt = Field(
+        default=8 * 1024 * 1024,
+        description="Largest request body accepted; larger ones get 413 before being read.",
+    )
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [p.strip() for p in value.split(",") if p.strip()]
+        return value
 
     @field_validator("api_keys", mode="before")
     @classmethod

@@ -1,7 +1,9 @@
-"""``marquee-ingest``: publish catalog files, the demo catalog, TMDB movies or deletions.
+"""``marquee-ingest``: publish catalog files, the demo catalog, TMDB movies or deletions, and
+run or inspect the incremental TMDB sync (``sync``) the ingest service runs on its schedule.
 
 Exit codes: 0 the run completed (invalid records are reported, not fatal), 1 Redis or TMDB
-could not be reached (or failed part-way), 2 usage or configuration errors.
+could not be reached (or failed part-way), 2 usage or configuration errors, 3 a sync is
+already running elsewhere (nothing was done).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from marquee_ingest.ingest import (
 )
 from marquee_ingest.settings import IngestSettings
 from marquee_ingest.sources import FILE_FORMATS, SourceFormatError, check_format
+from marquee_ingest.sync import SyncRun, SyncStatus, TmdbSync
 from marquee_ingest.tmdb import (
     LIST_SOURCES,
     MAX_LIST_PAGES,
@@ -49,7 +52,7 @@ if TYPE_CHECKING:
 
 PROG = "marquee-ingest"
 SHOWN_INVALID = 20
-EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE, EXIT_BUSY = 0, 1, 2, 3
 
 log = structlog.get_logger(__name__)
 
@@ -92,7 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG,
         description="Publish movies to the Marquee catalog stream (Redis).",
         epilog="Redis: MARQUEE_REDIS_URL. TMDB: TMDB_READ_TOKEN or TMDB_API_KEY. "
-        "Exit codes: 0 done, 1 Redis/TMDB unreachable, 2 usage error.",
+        "Exit codes: 0 done, 1 Redis/TMDB unreachable, 2 usage error, 3 a sync is already "
+        "running.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -140,6 +144,19 @@ def build_parser() -> argparse.ArgumentParser:
         "delete", parents=[common], help="publish deletions for TMDB ids"
     )
     delete_cmd.add_argument("ids", type=_positive_int, nargs="+", metavar="ID")
+
+    sync_cmd = commands.add_parser(
+        "sync",
+        help="run the incremental TMDB sync once, or show where it stands",
+        description="Publish what changed on TMDB since the last successful sync (the initial "
+        "load if none ever ran), the same run the ingest service does on its schedule and "
+        "under the same lock. With no option, --now.",
+    )
+    sync_cmd.add_argument("--now", action="store_true", help="run one sync now, in this process")
+    sync_cmd.add_argument(
+        "--status", action="store_true", help="show the sync status (after the run, with --now)"
+    )
+    sync_cmd.add_argument("--json", action="store_true", help="print JSON")
     return parser
 
 
@@ -162,6 +179,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:  # the file exists but cannot be read (permissions, a directory...)
         return _fail(f"cannot read {args.path}: {exc.strerror or exc}", EXIT_USAGE)
     configure_logging(settings.log_level, settings.log_format)
+    if args.command == "sync":
+        return _execute_sync(args, settings)
     return _execute(args, settings)
 
 
@@ -190,8 +209,17 @@ def _check_usage(args: argparse.Namespace, settings: IngestSettings) -> None:
         if not path.is_file():
             raise UsageError(f"{'not a file' if path.exists() else 'no such file'}: {path}")
         args.format = check_format(path, args.format)
-    elif args.command == "tmdb" and not (settings.tmdb_api_key or settings.tmdb_read_token):
+    elif _needs_tmdb(args) and not settings.has_tmdb_credentials:
         raise UsageError("no TMDB credentials: set TMDB_READ_TOKEN or TMDB_API_KEY")
+
+
+def _needs_tmdb(args: argparse.Namespace) -> bool:
+    # `sync --status` alone only reads Redis.
+    return args.command == "tmdb" or (args.command == "sync" and _sync_runs(args))
+
+
+def _sync_runs(args: argparse.Namespace) -> bool:
+    return bool(args.now or not args.status)
 
 
 async def _run(args: argparse.Namespace, settings: IngestSettings) -> Summary:
@@ -262,3 +290,96 @@ def _print_summary(summary: Summary, *, as_json: bool) -> None:
     if len(summary.invalid) > SHOWN_INVALID:
         lines.append(f"  ... and {len(summary.invalid) - SHOWN_INVALID:,} more (--json lists all)")
     print("\n".join(lines))
+
+
+# ---------------------------------------------------------------------------------------------
+# sync
+
+
+def _execute_sync(args: argparse.Namespace, settings: IngestSettings) -> int:
+    try:
+        run, status = asyncio.run(
+            _sync(settings, run_now=_sync_runs(args), show_status=args.status)
+        )
+    except (RedisUnavailableError, TmdbError) as exc:
+        return _fail(str(exc), EXIT_USAGE if isinstance(exc, TmdbConfigError) else EXIT_UNAVAILABLE)
+    except RedisError as exc:
+        url = redact_url(str(settings.redis_url))
+        return _fail(f"lost Redis at {url} during the run: {exc}", EXIT_UNAVAILABLE)
+    except KeyboardInterrupt:
+        return _fail("interrupted", 130)
+    _print_sync(args, run, status)
+    if run is None or run.outcome == "succeeded":
+        return EXIT_OK
+    if run.outcome == "skipped":
+        return _fail(f"no sync run: {run.reason}", EXIT_BUSY)
+    return _fail(f"the sync failed: {run.reason}", EXIT_UNAVAILABLE)
+
+
+def _print_sync(args: argparse.Namespace, run: SyncRun | None, status: SyncStatus | None) -> None:
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "run": None if run is None else run.model_dump(mode="json"),
+                    "status": None if status is None else status.model_dump(mode="json"),
+                },
+                ensure_ascii=False,
+            )
+        )
+    else:
+        if run is not None:
+            print(_describe_run(run))
+        if status is not None:
+            print(_describe_status(status))
+
+
+async def _sync(
+    settings: IngestSettings, *, run_now: bool, show_status: bool
+) -> tuple[SyncRun | None, SyncStatus | None]:
+    redis = await connect_redis(settings)
+    try:
+        if not run_now:
+            return None, await TmdbSync(redis, None, settings).status()
+        async with TmdbClient.from_settings(settings) as tmdb:
+            sync = TmdbSync(redis, tmdb, settings)
+            run = await sync.run_once("cli")
+            return run, (await sync.status()) if show_status else None
+    finally:
+        await redis.aclose()
+
+
+def _describe_run(run: SyncRun) -> str:
+    lines = [f"sync {run.run_id}: {run.outcome}" + (f" ({run.reason})" if run.reason else "")]
+    if run.outcome in {"succeeded", "failed"}:
+        window = f" of changes {run.window_start}..{run.window_end}" if run.window_start else ""
+        lines += [
+            f"  {run.mode} run{window}; {run.requests:,} TMDB requests"
+            + (" (stopped at the cap; the next run carries on)" if run.capped else ""),
+            f"  listed    {run.listed:,}",
+            f"  fetched   {run.fetched:,} ({run.unchanged:,} unchanged)",
+            (
+                f"  published {run.published_fetched:,} movie.fetched, "
+                f"{run.published_deleted:,} movie.deleted"
+            ),
+            f"  invalid   {run.invalid:,}",
+            *(f"    {where}" for where in run.invalid_records),
+        ]
+    return "\n".join(lines)
+
+
+def _describe_status(status: SyncStatus) -> str:
+    def when(value: object) -> str:
+        return "never" if value is None else str(value)
+
+    running = f"yes, on {status.running_on}" if status.running else "no"
+    lines = [
+        f"running        {running}",
+        f"watermark      {when(status.watermark)}",
+        f"last started   {when(status.last_started_at)}",
+        f"last success   {when(status.last_success_at)}",
+        f"last error     {status.last_error or 'none'}"
+        + (f" (at {status.last_error_at})" if status.last_error_at else ""),
+        f"catalog        {status.catalog_size:,} movies published by ingest",
+    ]
+    return "\n".join(lines)

@@ -18,6 +18,7 @@ from redis.exceptions import RedisError
 
 from marquee_ingest.publish import Progress, Summary, publish_deletions, publish_movies
 from marquee_ingest.sources import FormatChoice, read_records
+from marquee_ingest.state import PublishedCatalog
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
@@ -90,6 +91,8 @@ async def ingest_file(
             stream=settings.catalog_stream,
             batch_size=settings.publish_batch_size,
             progress=progress,
+            catalog=PublishedCatalog.for_stream(redis, settings.catalog_stream),
+            max_backlog=settings.max_backlog,
         )
         _log_summary(summary)
     return summary
@@ -144,6 +147,8 @@ async def ingest_tmdb(
             batch_size=settings.publish_batch_size,
             dedupe=False,  # ids are unique already; publish while fetching
             progress=progress,
+            catalog=PublishedCatalog.for_stream(redis, settings.catalog_stream),
+            max_backlog=settings.max_backlog,
         )
         _log_summary(summary)
     return summary
@@ -157,6 +162,8 @@ async def delete_movies(ids: Iterable[int], redis: Redis, settings: IngestSettin
         source="ingest",
         stream=settings.catalog_stream,
         batch_size=settings.publish_batch_size,
+        catalog=PublishedCatalog.for_stream(redis, settings.catalog_stream),
+        max_backlog=settings.max_backlog,
     )
     _log_summary(summary)
     return summary

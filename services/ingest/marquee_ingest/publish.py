@@ -24,6 +24,8 @@ from marquee_shared.streams import PIPELINE_SIZE, publish_events
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
+    from marquee_ingest.state import PublishedCatalog
+
 log = structlog.get_logger(__name__)
 
 DUPLICATE = "duplicate tmdb_id in this run (the last one is published)"
@@ -79,6 +81,8 @@ async def publish_movies(
     batch_size: int = PIPELINE_SIZE,
     dedupe: bool = True,
     progress: Progress | None = None,
+    catalog: PublishedCatalog | None = None,
+    max_backlog: int | None = None,
 ) -> Summary:
     """Publish a ``MovieFetched`` per valid movie; report the rest in the summary.
 
@@ -89,6 +93,10 @@ async def publish_movies(
 
     If the source fails part-way, what it produced before is still published, then the error
     is raised: those movies are correct, and a re-run replaces them anyway.
+
+    ``catalog`` records each published movie's content hash once its batch is on the stream
+    (catalog size in ``/v1/stats``; the sync compares against it). ``max_backlog`` makes each
+    batch wait while the embedders are that many events behind (backpressure).
     """
     started = time.perf_counter()
     summary = Summary(source=source, stream=stream)
@@ -98,7 +106,11 @@ async def publish_movies(
     async def flush(events: list[MovieFetched]) -> None:
         if not events:
             return
-        entry_ids = await publish_events(redis, events, stream=stream, pipeline_size=batch_size)
+        entry_ids = await publish_events(
+            redis, events, stream=stream, pipeline_size=batch_size, max_backlog=max_backlog
+        )
+        if catalog is not None:
+            await catalog.record(e.movie for e in events)
         summary.published += len(entry_ids)
         summary.last_entry_id = entry_ids[-1]
         log.debug("batch_published", events=len(entry_ids), last_entry_id=entry_ids[-1])
@@ -143,8 +155,13 @@ async def publish_deletions(
     source: str,
     stream: str = CATALOG_STREAM,
     batch_size: int = PIPELINE_SIZE,
+    catalog: PublishedCatalog | None = None,
+    max_backlog: int | None = None,
 ) -> Summary:
-    """Publish a ``MovieDeleted`` per distinct id; ids the contract rejects are reported."""
+    """Publish a ``MovieDeleted`` per distinct id; ids the contract rejects are reported.
+
+    ``catalog`` forgets the ids once the deletions are on the stream.
+    """
     started = time.perf_counter()
     summary = Summary(source=source, stream=stream, event_type="movie.deleted")
     events: dict[int, MovieDeleted] = {}
@@ -158,8 +175,14 @@ async def publish_deletions(
             summary.invalid.append(InvalidRecord(f"id {tmdb_id}", describe_validation_error(exc)))
     if events:
         entry_ids = await publish_events(
-            redis, events.values(), stream=stream, pipeline_size=batch_size
+            redis,
+            events.values(),
+            stream=stream,
+            pipeline_size=batch_size,
+            max_backlog=max_backlog,
         )
+        if catalog is not None:
+            await catalog.forget(events)
         summary.published = len(entry_ids)
         summary.last_entry_id = entry_ids[-1]
     summary.elapsed = time.perf_counter() - started

@@ -1,11 +1,24 @@
-"""Ingest settings, read once in the CLI entry point (env prefix ``MARQUEE_INGEST_``)."""
+"""Ingest settings, read once by the CLI entry point or the service's app factory (env prefix
+``MARQUEE_INGEST_``)."""
 
 from __future__ import annotations
+
+import os
+import socket
+import uuid
+from typing import Literal
 
 from pydantic import AliasChoices, Field, HttpUrl, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
+from marquee_ingest.schedule import validate_cron
 from marquee_shared.settings import CommonSettings
+
+
+def default_instance_name() -> str:
+    # Names the lock holder in status output; unique per process so two replicas on one host
+    # (or a CLI run beside the service) are told apart.
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
 
 class IngestSettings(CommonSettings):
@@ -40,6 +53,62 @@ class IngestSettings(CommonSettings):
         default=500, ge=1, le=10_000, description="Events per pipelined XADD round trip."
     )
 
+    # -- the scheduled TMDB sync (the service; `marquee-ingest sync` runs one by hand) ---------
+    sync_interval_seconds: int = Field(
+        default=3600,
+        ge=0,
+        le=31 * 24 * 3600,
+        description="Seconds between scheduled syncs, counted from when the last sync (of any "
+        "instance) finished; 0 disables the schedule (admin triggers still work).",
+    )
+    sync_cron: str | None = Field(
+        default=None,
+        description="A 5-field cron expression in UTC (e.g. '15 */6 * * *'); replaces the "
+        "interval when set.",
+    )
+    sync_initial_list: Literal["popular", "discover", "top_rated"] = Field(
+        default="popular", description="The TMDB list the first sync (no watermark) loads."
+    )
+    sync_initial_pages: int = Field(
+        default=5, ge=1, le=500, description="Pages of that list, 20 movies each."
+    )
+    sync_max_requests: int = Field(
+        default=10_000,
+        ge=10,
+        le=1_000_000,
+        description="TMDB requests one sync may send; the rest of the window waits for the "
+        "next run (progress within the window is kept).",
+    )
+    sync_window_days: int = Field(
+        default=14,
+        ge=1,
+        le=14,
+        description="Days of TMDB changes asked for at once (TMDB allows at most 14).",
+    )
+    sync_chunk_size: int = Field(
+        default=200,
+        ge=1,
+        le=10_000,
+        description="Changed movies fetched, then published, per step; progress is saved "
+        "after each step.",
+    )
+    sync_lock_ttl_seconds: float = Field(
+        default=60.0,
+        ge=1.0,
+        le=3600.0,
+        description="Expiry of the sync lock, renewed while a sync runs: how long a crashed "
+        "instance blocks the others.",
+    )
+    sync_seed_demo: bool = Field(
+        default=False,
+        description="At startup, publish the bundled demo catalog if ingest has published "
+        "nothing yet (docker compose uses it so a fresh stack has movies to search).",
+    )
+    instance_name: str = Field(
+        default_factory=default_instance_name,
+        description="This process in lock and status output.",
+    )
+
     @field_validator("tmdb_api_key", "tmdb_read_token", mode="after")
     @classmethod
     def _blank_secret_is_unset(cls, value: SecretStr | None) -> SecretStr | None:
@@ -47,3 +116,14 @@ class IngestSettings(CommonSettings):
         if value is not None and not value.get_secret_value().strip():
             return None
         return value
+
+    @field_validator("sync_cron", mode="after")
+    @classmethod
+    def _cron_parses(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        return validate_cron(value)
+
+    @property
+    def has_tmdb_credentials(self) -> bool:
+        return self.tmdb_api_key is not None or self.tmdb_read_token is not None

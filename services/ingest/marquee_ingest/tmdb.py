@@ -11,9 +11,10 @@ import email.utils
 import math
 import random
 from collections import deque
-from collections.abc import AsyncIterator, Iterable, Mapping
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal, Self, get_args
+from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Self, TypeVar, get_args
 
 import httpx
 import structlog
@@ -21,12 +22,12 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from marquee_ingest.ratelimit import TokenBucket
 from marquee_ingest.records import InvalidRecord, Record, SkippedRecord, build_movie, clean_names
+from marquee_shared.events import Movie
 
 if TYPE_CHECKING:
     from types import TracebackType
 
     from marquee_ingest.settings import IngestSettings
-    from marquee_shared.events import Movie
 
 log = structlog.get_logger(__name__)
 
@@ -36,6 +37,14 @@ LIST_SOURCES: tuple[ListSource, ...] = get_args(ListSource)
 MAX_LIST_PAGES = 500
 """TMDB answers 400 for ``page`` above 500 on every list endpoint."""
 TOP_CAST = 5
+MAX_CHANGES_DAYS = 14
+"""TMDB's /movie/changes serves at most 14 days per request."""
+MAX_CHANGES_PAGES = 500
+"""Pages of one changes window we are willing to read (100 ids each)."""
+GONE_NOT_FOUND = "not found on TMDB (404)"
+GONE_ADULT = "flagged adult on TMDB (not catalogued)"
+
+T = TypeVar("T")
 
 _LIST_ENDPOINTS: dict[ListSource, tuple[str, dict[str, str]]] = {
     "popular": ("/movie/popular", {}),
@@ -171,6 +180,51 @@ class _Page(BaseModel):
     total_pages: int
 
 
+class _ChangeItem(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    id: int
+    # TMDB sends true/false, and null for some entries (e.g. movies deleted since).
+    adult: bool | None = None
+
+
+class _ChangesPage(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    page: int
+    results: list[_ChangeItem]
+    total_pages: int
+
+
+class ChangedMovie(NamedTuple):
+    """One id from TMDB's changes list."""
+
+    tmdb_id: int
+    adult: bool
+    """Flagged adult in the list itself: gone from our catalog without fetching it."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeList:
+    """What ``/movie/changes`` says changed between two dates (both included)."""
+
+    start: date
+    end: date
+    movies: list[ChangedMovie]
+    """Each id once, in the order TMDB listed them first; empty when not ``complete``."""
+    total_pages: int
+    complete: bool
+    """False when the window has more than ``max_pages`` pages: only page 1 was read."""
+
+
+class MovieGone(NamedTuple):
+    """TMDB no longer has the movie for us: 404, or flagged adult."""
+
+    tmdb_id: int
+    reason: str
+
+
+MovieState = Movie | InvalidRecord | MovieGone
+
+
 def _status_message(response: httpx.Response) -> str:
     # TMDB errors look like {"success": false, "status_code": 7, "status_message": "..."}.
     try:
@@ -204,6 +258,7 @@ class TmdbClient:
         backoff_base: float = 0.5,
         backoff_max: float = 30.0,
         max_retry_after: float = 120.0,
+        max_rate_limit_waits: int = 30,
         owns_http: bool = False,
     ) -> None:
         if not api_key and not read_token:
@@ -228,6 +283,9 @@ class TmdbClient:
         self._backoff_base = backoff_base
         self._backoff_max = backoff_max
         self._max_retry_after = max_retry_after
+        self._max_rate_limit_waits = max_rate_limit_waits
+        self.requests_sent = 0
+        """HTTP requests sent so far, retries included (what a per-run cap counts)."""
 
     @classmethod
     def from_settings(
@@ -289,20 +347,11 @@ class TmdbClient:
             return []
         first = await self._list_page(path, params, 1)
         last = min(wanted, first.total_pages)
-        semaphore = asyncio.Semaphore(self._concurrency)
-
-        async def bounded(page: int) -> _Page:
-            async with semaphore:
-                return await self._list_page(path, params, page)
-
-        try:
-            async with asyncio.TaskGroup() as group:
-                tasks = [group.create_task(bounded(page)) for page in range(2, last + 1)]
-        except ExceptionGroup as failed:
-            # The group cancelled the other pages; callers want the TmdbError, not a group.
-            raise failed.exceptions[0] from None
+        rest = await self._pages(
+            lambda page: self._list_page(path, params, page), range(2, last + 1)
+        )
         ids: dict[int, None] = {}
-        for result in [first, *(task.result() for task in tasks)]:
+        for result in [first, *rest]:
             for item in result.results:
                 ids.setdefault(item.id, None)
         log.info(
@@ -314,9 +363,50 @@ class TmdbClient:
         )
         return list(ids)
 
+    async def movie_changes(
+        self, start: date, end: date, *, max_pages: int = MAX_CHANGES_PAGES
+    ) -> ChangeList:
+        """The movies TMDB changed from ``start`` to ``end`` (UTC dates, both included).
+
+        Reads every page (100 ids each) unless the window has more than ``max_pages``: then
+        only the first, and the result is not ``complete`` (ask for a shorter window).
+        """
+        if end < start:
+            raise ValueError(f"the changes window ends ({end}) before it starts ({start})")
+        if (end - start).days >= MAX_CHANGES_DAYS:
+            raise ValueError(
+                f"the changes window {start}..{end} is longer than TMDB's {MAX_CHANGES_DAYS} days"
+            )
+        params = {"start_date": start.isoformat(), "end_date": end.isoformat()}
+        first = await self._changes_page(params, 1)
+        if first.total_pages > max_pages:
+            log.info(
+                "tmdb_changes_too_many",
+                start=str(start),
+                end=str(end),
+                total_pages=first.total_pages,
+                max_pages=max_pages,
+            )
+            return ChangeList(start, end, [], first.total_pages, complete=False)
+        rest = await self._pages(
+            lambda page: self._changes_page(params, page), range(2, first.total_pages + 1)
+        )
+        movies: dict[int, ChangedMovie] = {}
+        for page in [first, *rest]:
+            for item in page.results:
+                movies.setdefault(item.id, ChangedMovie(item.id, item.adult is True))
+        log.info(
+            "tmdb_changes_read",
+            start=str(start),
+            end=str(end),
+            pages=first.total_pages,
+            movies=len(movies),
+        )
+        return ChangeList(start, end, list(movies.values()), first.total_pages, complete=True)
+
     async def movie_details(self, tmdb_id: int) -> Movie | InvalidRecord | None:
         """One movie with credits and keywords; None when TMDB does not know the id (404)."""
-        data = await self._get_json(f"/movie/{tmdb_id}", {"append_to_response": "credits,keywords"})
+        data = await self._details_json(tmdb_id)
         if data is None:
             return None
         where = f"tmdb:{tmdb_id}"
@@ -324,17 +414,49 @@ class TmdbClient:
             return InvalidRecord(where, "response is not a JSON object")
         return movie_from_tmdb(data, where)
 
-    async def fetch_movies(self, ids: Iterable[int]) -> AsyncIterator[Record]:
+    async def movie_state(self, tmdb_id: int) -> MovieState:
+        """The movie as TMDB has it now, for keeping a catalog in step.
+
+        ``MovieGone`` when TMDB answers 404 or flags the movie adult (the catalog does not carry
+        adult titles); ``InvalidRecord`` when the data is unusable or TMDB refuses this one
+        request (a 4xx). Auth failures and TMDB being unavailable raise.
+        """
+        where = f"tmdb:{tmdb_id}"
+        try:
+            data = await self._details_json(tmdb_id)
+        except TmdbRequestError as exc:
+            return InvalidRecord(where, str(exc))
+        if data is None:
+            return MovieGone(tmdb_id, GONE_NOT_FOUND)
+        if not isinstance(data, dict):
+            return InvalidRecord(where, "response is not a JSON object")
+        if data.get("adult") is True:
+            return MovieGone(tmdb_id, GONE_ADULT)
+        return movie_from_tmdb(data, where)
+
+    def fetch_movies(self, ids: Iterable[int]) -> AsyncGenerator[Record]:
         """Details for many ids, ``concurrency`` in flight, yielded in the order of ``ids``.
 
-        A movie TMDB refuses (a 4xx) is reported, not raised; auth failures and TMDB being
-        unavailable end the iteration with the exception. Close the iterator (``aclosing``)
-        when stopping early so in-flight requests are cancelled.
+        A movie TMDB refuses (a 4xx), no longer has (404) or flags adult is reported, not
+        raised; auth failures and TMDB being unavailable end the iteration with the exception.
+        Close the iterator (``aclosing``) when stopping early so in-flight requests are
+        cancelled.
         """
-        pending: deque[asyncio.Task[Record]] = deque()
+        return self._in_order(ids, self._fetch_record)
+
+    def fetch_states(self, ids: Iterable[int]) -> AsyncGenerator[MovieState]:
+        """``movie_state`` for many ids, ``concurrency`` in flight, in the order of ``ids``."""
+        return self._in_order(ids, self.movie_state)
+
+    # -- internals ----------------------------------------------------------------------------
+
+    async def _in_order(
+        self, ids: Iterable[int], fetch: Callable[[int], Coroutine[Any, Any, T]]
+    ) -> AsyncGenerator[T]:
+        pending: deque[asyncio.Task[T]] = deque()
         try:
             for tmdb_id in ids:
-                pending.append(asyncio.create_task(self._fetch_record(tmdb_id)))
+                pending.append(asyncio.create_task(fetch(tmdb_id)))
                 if len(pending) >= self._concurrency:
                     yield await pending.popleft()
             while pending:
@@ -344,19 +466,44 @@ class TmdbClient:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
 
-    # -- internals ----------------------------------------------------------------------------
+    async def _pages(self, fetch: Callable[[int], Awaitable[T]], pages: Iterable[int]) -> list[T]:
+        """Fetch pages concurrently (``concurrency`` at once); results in page order."""
+        semaphore = asyncio.Semaphore(self._concurrency)
+
+        async def bounded(page: int) -> T:
+            async with semaphore:
+                return await fetch(page)
+
+        try:
+            async with asyncio.TaskGroup() as group:
+                tasks = [group.create_task(bounded(page)) for page in pages]
+        except ExceptionGroup as failed:
+            # The group cancelled the other pages; callers want the TmdbError, not a group.
+            raise failed.exceptions[0] from None
+        return [task.result() for task in tasks]
+
+    async def _details_json(self, tmdb_id: int) -> Any | None:
+        return await self._get_json(f"/movie/{tmdb_id}", {"append_to_response": "credits,keywords"})
 
     async def _fetch_record(self, tmdb_id: int) -> Record:
         with structlog.contextvars.bound_contextvars(tmdb_id=tmdb_id):
-            where = f"tmdb:{tmdb_id}"
-            try:
-                result = await self.movie_details(tmdb_id)
-            except TmdbRequestError as exc:
-                return InvalidRecord(where, str(exc))
-            if result is None:
-                log.info("tmdb_movie_missing")
-                return SkippedRecord(where, "not found on TMDB (404)")
-            return result
+            state = await self.movie_state(tmdb_id)
+            if isinstance(state, MovieGone):
+                log.info("tmdb_movie_gone", reason=state.reason)
+                return SkippedRecord(f"tmdb:{tmdb_id}", state.reason)
+            return state
+
+    async def _changes_page(self, params: Mapping[str, str], page: int) -> _ChangesPage:
+        path = "/movie/changes"
+        data = await self._get_json(path, {**params, "page": str(page)})
+        if data is None:
+            raise TmdbRequestError(f"TMDB GET {path}: not found (404)", 404)
+        try:
+            return _ChangesPage.model_validate(data)
+        except ValidationError as exc:
+            raise TmdbRequestError(
+                f"TMDB GET {path} page {page}: unexpected response: {exc}"
+            ) from exc
 
     async def _list_page(self, path: str, params: Mapping[str, str], page: int) -> _Page:
         data = await self._get_json(path, {**params, "page": str(page)})
@@ -375,13 +522,15 @@ class TmdbClient:
         # half, so concurrent requests that failed together do not retry together.
         return ceiling / 2 + random.uniform(0, ceiling / 2)  # noqa: S311 - jitter, not crypto
 
-    async def _get_json(self, path: str, params: Mapping[str, str]) -> Any | None:
+    async def _get_json(self, path: str, params: Mapping[str, str]) -> Any | None:  # noqa: PLR0912 - one loop is the retry policy
         """GET with retries; the decoded JSON, or None for 404."""
         url = self._base_url + path
         query = {**self._auth_params, "language": self._language, **params}
         attempt = 0
+        rate_limit_waits = 0
         while True:
             await self._limiter.acquire()
+            self.requests_sent += 1
             try:
                 response = await self._http.get(
                     url, params=query, headers=self._headers, timeout=self._timeout
@@ -414,6 +563,15 @@ class TmdbClient:
                         )
                     self._limiter.hold(delay)
                     failure = "HTTP 429 (rate limited)"
+                    if retry_after is not None and rate_limit_waits < self._max_rate_limit_waits:
+                        # TMDB said how long to wait: waiting is the protocol working, not a
+                        # failure, so these waits have their own (larger) budget instead of
+                        # using up the retries meant for errors. A 429 storm slows a sync down
+                        # without failing it.
+                        rate_limit_waits += 1
+                        log.info("tmdb_rate_limited", path=path, delay_s=round(delay, 3))
+                        await asyncio.sleep(delay)
+                        continue
                 elif status >= 500:
                     failure = f"HTTP {status} ({_status_message(response)})"
                     delay = self._backoff(attempt)

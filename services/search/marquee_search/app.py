@@ -5,6 +5,8 @@ Run: ``uvicorn marquee_search.app:create_app --factory --port 8081``.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
@@ -14,13 +16,23 @@ import httpx
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from redis.asyncio import Redis
 
-from marquee_embedder.encoder import Encoder
-from marquee_search.engine import MovieNotFoundError, SearchEngine
+from marquee_embedder.encoder import Encoder, load_encoder
+from marquee_search.engine import (
+    KeywordIndexLoadingError,
+    MovieNotFoundError,
+    NoKnownMoviesError,
+    SearchEngine,
+)
 from marquee_search.routes import router
+from marquee_search.routes_discover import router as discover_router
+from marquee_search.routes_stats import router as stats_router
 from marquee_search.settings import SearchSettings
+from marquee_search.sync import IndexSync
 from marquee_shared.chroma import open_collection
 from marquee_shared.health import Check, health_routes
+from marquee_shared.internal_auth import InternalTokenMiddleware
 from marquee_shared.logging import configure_logging
 from marquee_shared.requests import RequestContextMiddleware
 
@@ -43,13 +55,35 @@ def create_app(
         model = encoder
         if model is None:
             model = await anyio.to_thread.run_sync(
-                lambda: Encoder(settings.model_path, threads=settings.torch_threads)
+                lambda: load_encoder(
+                    settings.model_path,
+                    settings.backend,
+                    threads=settings.torch_threads,
+                    cache_dir=settings.onnx_cache_dir,
+                )
             )
         chroma, collection = await open_collection(settings.chroma_url, settings.chroma_collection)
-        app.state.engine = SearchEngine(collection, model, settings.query_cache_size)
-        checks["chroma"] = chroma.heartbeat
-        log.info("search_started", startup_s=round(time.perf_counter() - started, 2))
-        yield
+        redis: Redis = Redis.from_url(str(settings.redis_url))
+        sync = IndexSync(collection, redis, settings.index_changes_stream)
+        following = asyncio.create_task(sync.run(), name="keyword-index-sync")
+        app.state.engine = SearchEngine(collection, model, settings.query_cache_size, sync)
+        checks.update(chroma=chroma.heartbeat, keyword_index=sync.ready)
+        with contextlib.suppress(TimeoutError):
+            # Small catalogs load in a second: serve complete answers from the first request.
+            # A large one keeps loading in the background; /ready says when it is done.
+            await asyncio.wait_for(sync.loaded.wait(), settings.keyword_startup_wait_s)
+        log.info(
+            "search_started",
+            startup_s=round(time.perf_counter() - started, 2),
+            keyword_index=len(sync.mirror) if sync.mirror is not None else "loading",
+        )
+        try:
+            yield
+        finally:
+            following.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await following
+            await redis.aclose()
 
     app = FastAPI(
         title="Marquee search (internal)",
@@ -57,13 +91,24 @@ def create_app(
         lifespan=lifespan,
         description="Internal service behind the gateway. See the gateway for the public API.",
     )
+    app.add_middleware(InternalTokenMiddleware, token=settings.internal_token)
     app.add_middleware(RequestContextMiddleware, service="search")
     app.include_router(router)
+    app.include_router(discover_router)
+    app.include_router(stats_router)
     app.router.routes.extend(health_routes("search", lambda: checks))
 
     @app.exception_handler(MovieNotFoundError)
     async def not_found(_: Request, exc: MovieNotFoundError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=404)
+
+    @app.exception_handler(NoKnownMoviesError)
+    async def no_known_movies(_: Request, exc: NoKnownMoviesError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=404)
+
+    @app.exception_handler(KeywordIndexLoadingError)
+    async def keyword_loading(_: Request, exc: KeywordIndexLoadingError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=503, headers={"Retry-After": "5"})
 
     @app.exception_handler(ConnectionError)
     @app.exception_handler(httpx.TransportError)

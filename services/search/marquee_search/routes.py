@@ -31,9 +31,9 @@ Engine = Annotated[SearchEngine, Depends(get_engine)]
 
 @router.get("/search")
 async def search(params: Annotated[SearchParams, Query()], engine: Engine) -> SearchResponse:
-    results = await engine.search(params.q, params.k, params)
-    filters = MovieFilters.model_validate(params.model_dump(exclude={"q", "k"}))
-    return SearchResponse(query=params.q, k=params.k, filters=filters, results=results)
+    mode, results = await engine.search(params.q, params.k, params, params.mode)
+    filters = MovieFilters.model_validate(params.model_dump(exclude={"q", "k", "mode"}))
+    return SearchResponse(query=params.q, k=params.k, mode=mode, filters=filters, results=results)
 
 
 @router.get("/movies/{tmdb_id}")

@@ -249,3 +249,23 @@ async def test_an_event_published_through_faststream_is_understood_too(
         await wait_drained(redis)
     assert chroma_collection(chroma_url, collection_name).get(ids=["603"])["ids"] == ["603"]
     assert await redis.xlen(DEAD_LETTER_STREAM) == 0
+
+
+async def test_written_records_are_announced_on_the_index_changelog(
+    redis, redis_url, chroma_url, collection_name, encoder
+):
+    app = create_app(settings_for(redis_url, chroma_url, collection_name), encoder=encoder)
+    async with serve(app):
+        await publish_events(redis, [fetched(JAWS), fetched(MATRIX)])
+        await wait_drained(redis)
+        await publish_events(redis, [fetched(JAWS), MovieDeleted(source="test", tmdb_id=603)])
+        await wait_drained(redis)
+    changes = [
+        (f[b"tmdb_id"].decode(), f[b"content_hash"].decode())
+        for _, f in await redis.xrange("marquee:index:v1:changes")
+    ]
+    # The unchanged re-publish of Jaws announces nothing; the deletion announces an empty hash.
+    assert sorted(changes[:2]) == sorted(
+        [("578", JAWS.content_hash()), ("603", MATRIX.content_hash())]
+    )
+    assert changes[2:] == [("603", "")]

@@ -13,7 +13,7 @@ import pytest
 from marquee_embedder.app import create_app
 from marquee_embedder.settings import EmbedderSettings
 from marquee_shared.deadletters import list_dead_letters, replay_dead_letters
-from marquee_shared.events import CATALOG_STREAM, Movie, MovieDeleted, MovieFetched
+from marquee_shared.events import CATALOG_STREAM, Movie, MovieDeleted
 from marquee_shared.streams import publish_events, stream_backlog
 from tests.fakes.faulty_proxy import FaultyProxy
 from tests.integration.embedder.test_embedder import JAWS, MATRIX, chroma_collection, fetched

@@ -142,3 +142,67 @@ def test_tmdb_wrong_key_exits_1(redis_url: str, fake_tmdb: FakeTmdb) -> None:
 
     assert result.returncode == 1
     assert "TMDB refused the credentials (401): Invalid API key" in result.stderr
+
+
+# -- sync -------------------------------------------------------------------------------------
+
+
+def sync_env(redis_url: str, fake_tmdb: FakeTmdb) -> dict[str, str]:
+    return {
+        "MARQUEE_REDIS_URL": redis_url,
+        "TMDB_API_KEY": fake_tmdb.api_key,
+        "MARQUEE_INGEST_TMDB_BASE_URL": fake_tmdb.url,
+        "MARQUEE_INGEST_TMDB_RATE_PER_SECOND": "500",
+        "MARQUEE_INGEST_SYNC_INITIAL_PAGES": "1",
+    }
+
+
+async def test_sync_runs_one_sync_and_status_shows_it(
+    redis: Redis, redis_url: str, fake_tmdb: FakeTmdb
+) -> None:
+    ran = run_cli("sync", "--now", "--status", **sync_env(redis_url, fake_tmdb))
+
+    assert ran.returncode == 0, ran.stderr
+    assert "initial run; 21 TMDB requests" in ran.stdout
+    assert "published 20 movie.fetched, 0 movie.deleted" in ran.stdout
+    assert "running        no" in ran.stdout
+    assert "catalog        20 movies published by ingest" in ran.stdout
+    assert await redis.xlen(CATALOG_STREAM) == 20
+
+    # --status alone needs no TMDB key: it only reads Redis.
+    status = run_cli("sync", "--status", "--json", MARQUEE_REDIS_URL=redis_url)
+
+    assert status.returncode == 0, status.stderr
+    shown = json.loads(status.stdout)
+    assert shown["run"] is None
+    assert shown["status"]["last_run"]["trigger"] == "cli"
+    assert shown["status"]["last_run"]["published_fetched"] == 20
+    assert shown["status"]["last_success_at"] is not None
+
+
+async def test_sync_while_another_instance_syncs_exits_3(
+    redis: Redis, redis_url: str, fake_tmdb: FakeTmdb
+) -> None:
+    await redis.set("marquee:catalog:v1:ingest:sync:lock", "ingest-7|token", px=30_000)
+
+    result = run_cli("sync", **sync_env(redis_url, fake_tmdb))
+
+    assert result.returncode == 3
+    assert "another instance is syncing (ingest-7)" in result.stderr
+    assert fake_tmdb.requests == []
+
+
+async def test_sync_with_tmdb_down_exits_1_and_records_the_error(
+    redis: Redis, redis_url: str, fake_tmdb: FakeTmdb
+) -> None:
+    fake_tmdb.fail_next(100, 503)
+
+    result = run_cli(
+        "sync", "--json", **sync_env(redis_url, fake_tmdb), MARQUEE_INGEST_TMDB_MAX_RETRIES="1"
+    )
+
+    assert result.returncode == 1
+    assert "the sync failed: TmdbUnavailableError" in result.stderr
+    assert json.loads(result.stdout)["run"]["outcome"] == "failed"
+    error = await redis.hget("marquee:catalog:v1:ingest:sync", "last_error")
+    assert error is not None and error.startswith(b"TmdbUnavailableError")

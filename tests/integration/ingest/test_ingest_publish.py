@@ -21,6 +21,7 @@ from marquee_ingest.ingest import (
 from marquee_ingest.publish import DUPLICATE, publish_deletions, publish_movies
 from marquee_ingest.records import InvalidRecord, Record, SkippedRecord
 from marquee_ingest.settings import IngestSettings
+from marquee_ingest.state import PublishedCatalog
 from marquee_ingest.tmdb import TmdbClient, TmdbUnavailableError
 from marquee_shared.events import (
     CATALOG_STREAM,
@@ -234,3 +235,23 @@ async def test_connect_redis_hides_the_password(unused_redis_url: str) -> None:
         await connect_redis(IngestSettings(redis_url=url))
     assert "hunter2" not in str(caught.value)
     assert "user:***@" in str(caught.value)
+
+
+# -- the record of what ingest published (catalog size in /v1/stats) ---------------------------
+
+
+async def test_publishing_records_content_hashes_and_deleting_forgets_them(
+    redis: Redis, redis_url: str
+) -> None:
+    settings = IngestSettings(redis_url=redis_url)
+    catalog = PublishedCatalog.for_stream(redis, CATALOG_STREAM)
+
+    summary = await ingest_demo(redis, settings)
+
+    assert await catalog.size() == summary.published == await redis.xlen(CATALOG_STREAM)
+    assert len(await redis.hget(catalog.key, "603")) == 32  # a content hash
+
+    await delete_movies([603, 424242], redis, settings)
+
+    assert await catalog.size() == summary.published - 1
+    assert await catalog.known([603, 578]) == {578}

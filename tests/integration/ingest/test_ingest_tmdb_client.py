@@ -4,19 +4,24 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from datetime import timedelta
 
 import httpx
 import pytest
 
 from marquee_ingest.records import InvalidRecord, SkippedRecord
 from marquee_ingest.tmdb import (
+    GONE_ADULT,
+    GONE_NOT_FOUND,
+    ChangedMovie,
+    MovieGone,
     TmdbAuthError,
     TmdbClient,
     TmdbRequestError,
     TmdbUnavailableError,
 )
 from marquee_shared.events import Movie
-from tests.fakes.tmdb import FakeTmdb, tmdb_movie
+from tests.fakes.tmdb import FakeTmdb, tmdb_movie, utc_today
 
 pytestmark = pytest.mark.integration
 
@@ -285,3 +290,92 @@ async def test_wrong_credentials_raise_auth_error(
     with pytest.raises(TmdbAuthError, match="Invalid API key"):
         await make_tmdb(**credentials).list_movie_ids("popular", 1)
     assert len(fake_tmdb.requests) == 1  # never retried
+
+
+# -- keeping a catalog in step ----------------------------------------------------------------
+
+
+async def test_movie_state_says_gone_for_404_and_adult(
+    fake_tmdb: FakeTmdb, make_tmdb: MakeTmdb
+) -> None:
+    fake_tmdb.add_movie(tmdb_movie(77, "Adults Only", adult=True))
+    client = make_tmdb()
+
+    assert await client.movie_state(999_999) == MovieGone(999_999, GONE_NOT_FOUND)
+    assert await client.movie_state(77) == MovieGone(77, GONE_ADULT)
+    assert isinstance(await client.movie_state(603), Movie)
+    # The one-shot fetch reports both as skipped, never publishes them.
+    results = [r async for r in client.fetch_movies([77, 999_999])]
+    assert results == [
+        SkippedRecord("tmdb:77", GONE_ADULT),
+        SkippedRecord("tmdb:999999", GONE_NOT_FOUND),
+    ]
+
+
+async def test_changes_read_every_page_each_id_once(
+    fake_tmdb: FakeTmdb, make_tmdb: MakeTmdb
+) -> None:
+    today = utc_today()
+    for tmdb_id in range(1001, 1045):
+        fake_tmdb.record_change(tmdb_id)
+    for i in range(120):
+        fake_tmdb.record_change(500_000 + i, on=today - timedelta(days=3))
+    fake_tmdb.record_change(1001, on=today - timedelta(days=1))  # twice in the window
+    fake_tmdb.change_movie(1002, adult=True)
+
+    changes = await make_tmdb().movie_changes(today - timedelta(days=3), today)
+
+    assert changes.complete
+    assert changes.total_pages == 2  # 164 distinct ids, 100 a page
+    ids = [m.tmdb_id for m in changes.movies]
+    assert len(ids) == len(set(ids)) == 164
+    assert [m for m in changes.movies if m.adult] == [ChangedMovie(1002, adult=True)]
+    pages = sorted(r.params["page"] for r in fake_tmdb.requests_to("/movie/changes"))
+    assert pages == ["1", "2"]
+    (first, _) = fake_tmdb.requests_to("/movie/changes")
+    assert first.params["start_date"] == (today - timedelta(days=3)).isoformat()
+    assert first.params["end_date"] == today.isoformat()
+
+
+async def test_changes_with_too_many_pages_read_only_the_first(
+    fake_tmdb: FakeTmdb, make_tmdb: MakeTmdb
+) -> None:
+    for i in range(250):
+        fake_tmdb.record_change(500_000 + i)
+
+    changes = await make_tmdb().movie_changes(utc_today(), utc_today(), max_pages=2)
+
+    assert not changes.complete
+    assert (changes.total_pages, changes.movies) == (3, [])
+    assert len(fake_tmdb.requests_to("/movie/changes")) == 1
+
+
+async def test_changes_windows_tmdb_would_refuse_are_not_sent(
+    fake_tmdb: FakeTmdb, make_tmdb: MakeTmdb
+) -> None:
+    today = utc_today()
+    client = make_tmdb()
+
+    with pytest.raises(ValueError, match="longer than TMDB's 14 days"):
+        await client.movie_changes(today - timedelta(days=14), today)
+    with pytest.raises(ValueError, match=r"ends .* before it starts"):
+        await client.movie_changes(today, today - timedelta(days=1))
+    assert fake_tmdb.requests == []
+    # 14 days, both ends included, is what TMDB allows.
+    assert (await client.movie_changes(today - timedelta(days=13), today)).complete
+
+
+async def test_429_waits_do_not_use_up_the_error_retries(
+    fake_tmdb: FakeTmdb, make_tmdb: MakeTmdb
+) -> None:
+    fake_tmdb.rate_limit_next(4, retry_after=0.05)
+    client = make_tmdb(max_retries=1)
+
+    assert isinstance(await client.movie_details(603), Movie)
+    assert [r.status for r in fake_tmdb.requests] == [429, 429, 429, 429, 200]
+    assert client.requests_sent == 5
+
+    # Without a Retry-After a 429 is an error like any other: the retries run out.
+    fake_tmdb.rate_limit_next(4, retry_after=None)
+    with pytest.raises(TmdbUnavailableError, match="429"):
+        await client.movie_details(603)

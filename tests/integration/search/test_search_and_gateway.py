@@ -312,3 +312,18 @@ async def test_dead_letter_admin_api(stack, redis):
         r = await client.post(base + "/purge", headers=key, json={"ids": [ids[1]]})
         assert r.json() == {"purged": 1}
         assert (await client.get(base, headers=key)).json()["total"] == 1
+
+
+async def test_the_request_id_travels_with_published_events(stack, redis):
+    event = {"type": "movie.deleted", "source": "partner", "tmdb_id": 578}
+    async with httpx.AsyncClient() as client:
+        r = await client.post(
+            stack["gateway"] + "/v1/catalog/events",
+            json={"events": [event]},
+            headers={"X-API-Key": "key-one", "X-Request-ID": "trace-me-123"},
+        )
+    assert r.status_code == 202
+    assert r.headers["x-request-id"] == "trace-me-123"
+    ((_, fields),) = await redis.xrange(CATALOG_STREAM)
+    assert fields[b"request_id"] == b"trace-me-123"
+

@@ -103,3 +103,26 @@ def test_directory_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
 
     assert main(["file", str(path)]) == 2
     assert capsys.readouterr().err == f"marquee-ingest: not a file: {path}\n"
+
+
+@pytest.mark.parametrize("argv", [["sync"], ["sync", "--now"], ["sync", "--now", "--status"]])
+def test_a_sync_run_without_credentials_exits_2(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(argv) == 2
+    assert "no TMDB credentials" in capsys.readouterr().err
+
+
+def test_sync_status_needs_no_credentials_only_redis(capsys: pytest.CaptureFixture[str]) -> None:
+    # Got past the usage checks: it tried Redis (nothing listens at port 1) and said so.
+    assert main(["sync", "--status"]) == 1
+    assert "cannot reach Redis at redis://127.0.0.1:1/0" in capsys.readouterr().err
+
+
+def test_invalid_cron_exits_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("MARQUEE_INGEST_SYNC_CRON", "every day")
+
+    assert main(["sync", "--status"]) == 2
+    assert "invalid settings: sync_cron" in capsys.readouterr().err

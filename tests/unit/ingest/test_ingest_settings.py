@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from pydantic import ValidationError
 
@@ -16,6 +18,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
         "MARQUEE_INGEST_TMDB_API_KEY",
         "MARQUEE_INGEST_TMDB_READ_TOKEN",
         "MARQUEE_INGEST_TMDB_RATE_PER_SECOND",
+        *(n for n in os.environ if n.startswith("MARQUEE_INGEST_SYNC_")),
     ):
         monkeypatch.delenv(name, raising=False)
 
@@ -63,3 +66,48 @@ def test_blank_secret_is_unset(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_nonsense_is_refused() -> None:
     with pytest.raises(ValidationError, match="tmdb_rate_per_second"):
         IngestSettings(tmdb_rate_per_second=0)
+
+
+def test_sync_defaults() -> None:
+    settings = IngestSettings()
+
+    assert settings.sync_interval_seconds == 3600
+    assert settings.sync_cron is None
+    assert settings.sync_initial_list == "popular"
+    assert settings.sync_initial_pages == 5
+    assert settings.sync_max_requests == 10_000
+    assert settings.sync_window_days == 14
+    assert settings.sync_seed_demo is False
+    assert settings.has_tmdb_credentials is False
+    # Unique per process: two replicas on one host are told apart in the lock and status.
+    assert settings.instance_name != IngestSettings().instance_name
+
+
+def test_sync_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MARQUEE_INGEST_SYNC_CRON", "0 */6 * * *")
+    monkeypatch.setenv("MARQUEE_INGEST_SYNC_INTERVAL_SECONDS", "0")
+    monkeypatch.setenv("MARQUEE_INGEST_SYNC_SEED_DEMO", "true")
+    monkeypatch.setenv("TMDB_API_KEY", "k")
+
+    settings = IngestSettings()
+
+    assert settings.sync_cron == "0 */6 * * *"
+    assert settings.sync_interval_seconds == 0
+    assert settings.sync_seed_demo is True
+    assert settings.has_tmdb_credentials
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("sync_window_days", 15),  # TMDB serves at most 14 days of changes
+        ("sync_window_days", 0),
+        ("sync_max_requests", 5),
+        ("sync_chunk_size", 0),
+        ("sync_interval_seconds", -1),
+        ("sync_initial_list", "upcoming"),
+    ],
+)
+def test_sync_settings_out_of_range_are_refused(field: str, value: object) -> None:
+    with pytest.raises(ValidationError, match=field):
+        IngestSettings(**{field: value})

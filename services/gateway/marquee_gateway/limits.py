@@ -1,0 +1,178 @@
+"""Request size limits, and the one call that installs every abuse limit on the gateway.
+
+Field-level limits (query length, ``k``, filters, events per request, event size) live in the
+request models and routes; this module bounds what arrives before any of them runs: the body
+(413) and the query string (414).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from starlette.exceptions import HTTPException
+
+from marquee_gateway.ratelimit import RateLimitMiddleware
+from marquee_shared.api import ErrorResponse
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+    from marquee_gateway.settings import GatewaySettings
+
+MAX_QUERY_STRING_BYTES = 8192
+"""Room for the longest valid query (500 characters, up to 12 bytes each once UTF-8 and
+percent-encoded) plus every filter; anything longer is not a search."""
+
+
+class BodyTooLargeError(HTTPException):
+    """Raised from ``receive``. An HTTPException so FastAPI passes it through its body parsing
+    (which turns any other error into a 400) to its handler, which answers JSON 413."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"request body is larger than the {limit}-byte limit")
+
+
+class BodySizeLimitMiddleware:
+    """Pure ASGI. A declared Content-Length over the limit is refused before anything is read;
+    a chunked body is counted as it streams in and refused as soon as it passes the limit, so
+    the gateway never holds more than ``max_body_bytes`` of one request."""
+
+    def __init__(
+        self, app: ASGIApp, max_body_bytes: int, max_query_bytes: int = MAX_QUERY_STRING_BYTES
+    ) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+        self.max_query_bytes = max_query_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if len(scope.get("query_string", b"")) > self.max_query_bytes:
+            await _reject(send, 414, f"query string is longer than {self.max_query_bytes} bytes")
+            return
+        declared = _content_length(scope)
+        if declared is not None and declared > self.max_body_bytes:
+            await _reject(send, 413, BodyTooLargeError(self.max_body_bytes).detail)
+            return
+
+        received = 0
+        response_started = False
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body_bytes:
+                    raise BodyTooLargeError(self.max_body_bytes)
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, tracking_send)
+        except BodyTooLargeError as exc:
+            # Reached here only when no handler inside turned it into a response.
+            if response_started:
+                raise
+            await _reject(send, 413, exc.detail)
+
+
+def _content_length(scope: Scope) -> int | None:
+    for key, value in scope.get("headers") or []:
+        if key == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None  # the server (h11/httptools) rejects these before we see them
+    return None
+
+
+async def _reject(send: Send, status: int, detail: str) -> None:
+    body = json.dumps({"detail": detail}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                # The unread body may still be arriving: do not reuse the connection.
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+# --- installing the limits -------------------------------------------------------------------
+
+_LIMIT_RESPONSES: dict[str, dict[str, Any]] = {
+    "429": {
+        "description": "Too many requests from this client (per-client rate limit); wait "
+        "Retry-After seconds.",
+        "headers": {
+            "Retry-After": {"description": "Seconds to wait.", "schema": {"type": "integer"}}
+        },
+    },
+    "414": {"description": "The query string is too long."},
+}
+_BODY_RESPONSES: dict[str, dict[str, Any]] = {
+    "413": {
+        "description": "The request body is larger than the gateway accepts, or the request "
+        "has too many events."
+    },
+    # FastAPI's own answer to a body it cannot decode (not UTF-8, cut short); every operation
+    # with a body can give it, so every one documents it.
+    "400": {"description": "The body could not be read as JSON."},
+}
+
+
+def install_limits(app: FastAPI, settings: GatewaySettings) -> None:
+    """Add the size and rate limits, outside everything added later, and document their
+    answers on every operation of the OpenAPI schema (clients and schema fuzzers rely on it).
+
+    Call it before the request-context middleware is added, so that middleware stays
+    outermost and refused requests still get a request id, an access line and metrics.
+    """
+    app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    # Added last = outermost: an abusive client is refused before its body is even looked at.
+    app.add_middleware(
+        RateLimitMiddleware,
+        redis=lambda: getattr(app.state, "redis", None),
+        read_per_minute=settings.rate_limit_per_minute,
+        write_per_minute=settings.write_rate_limit_per_minute,
+        api_keys=settings.api_keys,
+        trusted_proxies=settings.trusted_proxies,
+    )
+    build_schema = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            _document_limits(build_schema())  # fills app.openapi_schema; amended in place
+        return app.openapi_schema  # type: ignore[return-value]
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _document_limits(schema: dict[str, Any]) -> None:
+    error = {"content": {"application/json": {"schema": ErrorResponse.model_json_schema()}}}
+    for path_item in schema.get("paths", {}).values():
+        for operation in path_item.values():
+            if not isinstance(operation, dict) or "responses" not in operation:
+                continue
+            responses = operation["responses"]
+            for status, spec in _LIMIT_RESPONSES.items():
+                documented = responses.setdefault(status, {**spec, **error})
+                if "headers" in spec:  # a route's own 429 (backpressure) gets Retry-After too
+                    documented.setdefault("headers", {}).update(spec["headers"])
+            if "requestBody" in operation:
+                for status, spec in _BODY_RESPONSES.items():
+                    responses.setdefault(status, {**spec, **error})

@@ -1,0 +1,309 @@
+"""The TMDB sync's admin endpoints (API key), relayed to the ingest service, and ``/v1/stats``.
+
+``SyncRun`` and ``SyncStatus`` mirror ``marquee_ingest.sync`` (the gateway image does not ship
+the ingest package); tests/unit/ingest/test_ingest_sync_contract.py keeps the schemas equal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, date, datetime
+from typing import Annotated, Any, Literal
+
+import structlog
+from fastapi import APIRouter, Depends, Request, Response
+from pydantic import AwareDatetime, BaseModel, Field, ValidationError
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from marquee_gateway.backends import Backend, BackendUnavailableError
+from marquee_gateway.routes import require_api_key
+from marquee_gateway.settings import GatewaySettings
+from marquee_shared.api import ErrorResponse
+from marquee_shared.events import DEAD_LETTER_STREAM
+
+log = structlog.get_logger(__name__)
+router = APIRouter(prefix="/v1")
+
+EMBEDDER_GROUP = "embedders"
+"""The embedders' consumer group (their MARQUEE_EMBEDDER_GROUP default)."""
+
+ADMIN_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorResponse, "description": "No X-API-Key header."},
+    403: {"model": ErrorResponse, "description": "Unknown API key."},
+    503: {"model": ErrorResponse, "description": "The ingest service is unavailable."},
+}
+
+
+# -- the ingest service's contract (mirrored) ---------------------------------------------------
+
+
+class SyncRun(BaseModel):
+    """One run: what it covered and what it did. Also the progress of a run in flight."""
+
+    run_id: str = Field(examples=["3f9c2a1b7d4e"])
+    trigger: Literal["schedule", "admin", "cli"]
+    instance: str = Field(description="The ingest instance that ran it.")
+    outcome: Literal["running", "succeeded", "failed", "skipped"] = "running"
+    reason: str | None = Field(default=None, description="Why it was skipped or failed.")
+    mode: Literal["initial", "incremental"] | None = None
+    started_at: AwareDatetime
+    finished_at: AwareDatetime | None = None
+    window_start: date | None = Field(default=None, description="First day of changes read.")
+    window_end: date | None = Field(default=None, description="Last day of changes read.")
+    listed: int = Field(default=0, description="Ids TMDB listed as changed (or in the list).")
+    fetched: int = Field(default=0, description="Movies fetched with details.")
+    published_fetched: int = Field(default=0, description="movie.fetched events published.")
+    published_deleted: int = Field(default=0, description="movie.deleted events published.")
+    unchanged: int = Field(default=0, description="Fetched, same content: nothing published.")
+    gone_unknown: int = Field(
+        default=0, description="Gone from TMDB but never published by ingest: nothing to delete."
+    )
+    invalid: int = Field(default=0, description="Unusable TMDB records (reported, skipped).")
+    invalid_records: list[str] = Field(default_factory=list, description="The first few.")
+    requests: int = Field(default=0, description="TMDB requests sent, retries included.")
+    capped: bool = Field(
+        default=False, description="Stopped at the request cap; the next run carries on."
+    )
+    watermark: AwareDatetime | None = Field(
+        default=None, description="The watermark after this run."
+    )
+
+
+class SyncStatus(BaseModel):
+    """Where the TMDB sync stands, as every instance sees it (the state lives in Redis)."""
+
+    instance: str = Field(description="The ingest instance answering.")
+    configured: bool = Field(description="TMDB credentials are set: syncs can run.")
+    schedule: str | None = Field(description="The schedule, or null when off.")
+    next_run_at: AwareDatetime | None = Field(
+        default=None, description="When this instance's scheduler runs the next sync."
+    )
+    running: bool = Field(description="Some instance holds the sync lock.")
+    running_on: str | None = Field(default=None, description="Which instance holds it.")
+    current_run: SyncRun | None = Field(default=None, description="Progress of that run.")
+    watermark: AwareDatetime | None = Field(
+        default=None, description="Changes up to here are published."
+    )
+    last_started_at: AwareDatetime | None = None
+    last_finished_at: AwareDatetime | None = None
+    last_success_at: AwareDatetime | None = None
+    last_error: str | None = None
+    last_error_at: AwareDatetime | None = None
+    last_run: SyncRun | None = None
+    catalog_size: int = Field(description="Live movies ingest has published (not deleted).")
+
+
+class SyncStarted(BaseModel):
+    run_id: str = Field(
+        description="Find the run under last_run (or current_run) in the status.",
+        examples=["3f9c2a1b7d4e"],
+    )
+    instance: str = Field(description="The ingest instance running it.")
+
+
+# -- stats ------------------------------------------------------------------------------------
+
+
+class StreamStats(BaseModel):
+    name: str = Field(examples=["marquee:catalog:v1"])
+    length: int | None = Field(description="Entries on the stream (it is trimmed once applied).")
+    backlog: int | None = Field(
+        description="Events published but not yet applied by the embedders: the group's lag "
+        "plus its pending entries.",
+        examples=[0],
+    )
+    lag: int | None = Field(description="Entries not yet delivered to any embedder.")
+    pending: int | None = Field(description="Delivered, not yet acknowledged.")
+    dead_letters: int | None = Field(description="Entries parked as unprocessable.")
+
+
+class CatalogStats(BaseModel):
+    """Is the system keeping up? Every part is measured on its own; a part that cannot be
+    reached is null and named in ``unavailable``."""
+
+    catalog_size: int | None = Field(
+        description="Live movies ingest has published (and not deleted since).", examples=[418]
+    )
+    embedded: int | None = Field(description="Movies in the search index.", examples=[418])
+    coverage_percent: float | None = Field(
+        description="embedded / catalog_size, in percent (null while the catalog is empty). "
+        "Above 100 when the index holds movies published by others (the public events API).",
+        examples=[100.0],
+    )
+    stream: StreamStats
+    last_sync_at: AwareDatetime | None = Field(
+        description="When the last successful TMDB sync finished."
+    )
+    freshness_seconds: float | None = Field(
+        description="Age of the last successful sync: how stale the catalog may be.",
+        examples=[312.5],
+    )
+    sync_running: bool | None
+    last_sync_outcome: str | None = Field(examples=["succeeded"])
+    last_sync_error: str | None
+    unavailable: dict[str, str] = Field(
+        default_factory=dict, description="Parts that could not be measured, and why."
+    )
+
+
+# -- dependencies -----------------------------------------------------------------------------
+
+
+def _ingest(request: Request) -> Backend:
+    backend: Backend = request.app.state.ingest
+    return backend
+
+
+IngestBackend = Annotated[Backend, Depends(_ingest)]
+
+
+def _relay(backend: Backend, status: int, body: bytes, *, ok: set[int]) -> Response:
+    if status not in ok:
+        # 401 here means the gateway and ingest disagree on MARQUEE_INTERNAL_TOKEN: a
+        # deployment fault the caller cannot fix, so not relayed as the caller's 401.
+        raise BackendUnavailableError(backend.name, f"it answered HTTP {status}")
+    return Response(content=body, status_code=status, media_type="application/json")
+
+
+# -- routes -----------------------------------------------------------------------------------
+
+
+@router.post(
+    "/admin/sync",
+    status_code=202,
+    tags=["admin"],
+    response_model=SyncStarted,
+    dependencies=[Depends(require_api_key)],
+    responses={
+        **ADMIN_ERRORS,
+        409: {
+            "model": ErrorResponse,
+            "description": "A sync is running already, or the ingest service has no TMDB "
+            "credentials.",
+        },
+    },
+    summary="Start a TMDB sync now (needs an API key)",
+    description="The ingest service starts an incremental sync in the background (the "
+    "initial load if none ever ran). Follow it with GET /v1/admin/sync.",
+)
+async def start_sync(ingest: IngestBackend) -> Response:
+    resp = await ingest.post("/admin/sync", json={})
+    return _relay(ingest, resp.status, resp.body, ok={202, 409})
+
+
+@router.get(
+    "/admin/sync",
+    tags=["admin"],
+    response_model=SyncStatus,
+    dependencies=[Depends(require_api_key)],
+    responses=ADMIN_ERRORS,
+    summary="Where the TMDB sync stands (needs an API key)",
+    description="Running or not (and where), the watermark, the last success and error, and "
+    "the counts of the last run (or of the one in flight).",
+)
+async def sync_status(ingest: IngestBackend) -> Response:
+    resp = await ingest.get("/admin/sync")
+    return _relay(ingest, resp.status, resp.body, ok={200})
+
+
+@router.get(
+    "/stats",
+    tags=["stats"],
+    summary="Catalog coverage and freshness",
+    description="Catalog size, movies embedded, coverage, stream backlog, dead letters and "
+    "the last sync's time and age: whether the system is keeping up, at a glance.",
+)
+async def stats(request: Request) -> CatalogStats:
+    settings: GatewaySettings = request.app.state.settings
+    unavailable: dict[str, str] = {}
+    sync, embedded, stream = await asyncio.gather(
+        _sync_status(request.app.state.ingest, unavailable),
+        _embedded(request.app.state.search, unavailable),
+        _stream_stats(request.app.state.redis, settings.catalog_stream, unavailable),
+    )
+    catalog_size = sync.catalog_size if sync else None
+    coverage = (
+        round(100.0 * embedded / catalog_size, 2) if embedded is not None and catalog_size else None
+    )
+    last_success = sync.last_success_at if sync else None
+    freshness = (
+        round((datetime.now(UTC) - last_success).total_seconds(), 3) if last_success else None
+    )
+    last_run = sync.last_run if sync else None
+    return CatalogStats(
+        catalog_size=catalog_size,
+        embedded=embedded,
+        coverage_percent=coverage,
+        stream=stream,
+        last_sync_at=last_success,
+        freshness_seconds=freshness,
+        sync_running=sync.running if sync else None,
+        last_sync_outcome=last_run.outcome if last_run else None,
+        last_sync_error=last_run.reason if last_run and last_run.outcome == "failed" else None,
+        unavailable=unavailable,
+    )
+
+
+async def _sync_status(ingest: Backend, unavailable: dict[str, str]) -> SyncStatus | None:
+    try:
+        resp = await ingest.get("/admin/sync")
+        if resp.status != 200:
+            unavailable["ingest"] = f"it answered HTTP {resp.status}"
+            return None
+        return SyncStatus.model_validate_json(resp.body)
+    except (BackendUnavailableError, ValidationError) as exc:
+        unavailable["ingest"] = str(exc)[:300]
+        return None
+
+
+async def _embedded(search: Backend, unavailable: dict[str, str]) -> int | None:
+    try:
+        resp = await search.get("/stats")
+        if resp.status != 200:
+            unavailable["search"] = f"it answered HTTP {resp.status}"
+            return None
+        return int(_IndexStats.model_validate_json(resp.body).movies)
+    except (BackendUnavailableError, ValidationError) as exc:
+        unavailable["search"] = str(exc)[:300]
+        return None
+
+
+class _IndexStats(BaseModel):
+    movies: int
+
+
+async def _stream_stats(redis: Redis, stream: str, unavailable: dict[str, str]) -> StreamStats:
+    try:
+        async with redis.pipeline(transaction=False) as pipe:
+            pipe.exists(stream)
+            pipe.xlen(stream)
+            pipe.xlen(DEAD_LETTER_STREAM)
+            exists, length, dead = await pipe.execute()
+        groups = await redis.xinfo_groups(stream) if exists else []
+    except (RedisError, OSError) as exc:
+        unavailable["redis"] = str(exc)[:300]
+        return StreamStats(
+            name=stream, length=None, backlog=None, lag=None, pending=None, dead_letters=None
+        )
+    group = next((g for g in groups if _text(g["name"]) == EMBEDDER_GROUP), None)
+    if group is None:
+        # No embedder has joined yet: everything on the stream is still to be applied.
+        lag, pending = int(length), 0
+    else:
+        # Redis reports no lag when it cannot tell (after some trims): count the whole
+        # stream as an upper bound rather than claim the embedders are caught up.
+        raw_lag = group.get("lag")
+        lag, pending = int(length if raw_lag is None else raw_lag), int(group["pending"])
+    return StreamStats(
+        name=stream,
+        length=int(length),
+        backlog=lag + pending,
+        lag=lag,
+        pending=pending,
+        dead_letters=int(dead),
+    )
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
