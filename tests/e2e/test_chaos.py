@@ -112,7 +112,9 @@ def test_kills_and_outages_lose_nothing(tmp_path, catalog_csv):
         chroma.stop()
         time.sleep(4)
         chroma.start()
-        chroma.wait_until(lambda: devstack.http_ok(stack.chroma_url + "/api/v2/heartbeat"), "up", 60)
+        chroma.wait_until(
+            lambda: devstack.http_ok(stack.chroma_url + "/api/v2/heartbeat"), "up", 60
+        )
 
         redis = next(p for p in stack.procs if p.name == "redis")
         time.sleep(3)

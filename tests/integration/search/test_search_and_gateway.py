@@ -326,4 +326,3 @@ async def test_the_request_id_travels_with_published_events(stack, redis):
     assert r.headers["x-request-id"] == "trace-me-123"
     ((_, fields),) = await redis.xrange(CATALOG_STREAM)
     assert fields[b"request_id"] == b"trace-me-123"
-
