@@ -170,3 +170,29 @@ async def test_a_replica_that_fell_off_the_changelog_rebuilds_from_chroma(
         pass
     assert sync.rebuilds == 1
     assert 77 not in sync.mirror
+
+
+async def test_both_filter_paths_agree(chroma_url, collection_name, redis, catalog, encoder):
+    """Over-fetch-and-filter (broad filters) and Chroma's where (selective ones) must return
+    the same movies: force each path on every filter case."""
+    import httpx
+
+    from marquee_search.engine import FilterPolicy, SearchEngine, Tuning
+
+    _, collection = await open_collection(httpx.URL(chroma_url), collection_name)  # type: ignore[arg-type]
+    sync = IndexSync(collection, redis, CHANGES)
+    sync.mirror, sync.position, sync.consumed = await sync.load()
+    python = SearchEngine(collection, encoder, 16, sync, Tuning(filters=FilterPolicy(0.0)))
+    where = SearchEngine(collection, encoder, 16, sync, Tuning(filters=FilterPolicy(2.0)))
+    vector = await python.embed_query("a frightening night in an isolated place")
+    for case in FILTER_CASES:
+        filters = MovieFilters.model_validate(case)
+        by_python = [n.tmdb_id for n in await python.nearest(vector, 5, filters)]
+        by_where = [n.tmdb_id for n in await where.nearest(vector, 5, filters)]
+        assert by_python == by_where, case
+        assert all(_passes(i, case) for i in by_python)
+        six = [n.tmdb_id for n in await python.nearest(vector, 6, filters)]
+        # Excluding the first (as recommendations exclude seen movies) gives the next ones.
+        fewer = await python.nearest(vector, 5, filters, exclude=frozenset(six[:1]), vectors=True)
+        assert [n.tmdb_id for n in fewer] == six[1:6]
+        assert all(n.vector is not None for n in fewer)

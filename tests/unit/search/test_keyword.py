@@ -177,6 +177,10 @@ def test_mirror_filters_agree_with_the_where_clause_semantics(filters):
     assert (build_where(filters) is None) == filters.is_empty()
 
 
+def test_the_vote_count_filter_reaches_chroma():
+    assert build_where(MovieFilters(min_votes=50)) == {"vote_count": {"$gte": 50}}
+
+
 def test_mirror_upserts_deletes_and_excludes():
     mirror = CatalogMirror(capacity=1)
     for m in MOVIES:
