@@ -159,7 +159,7 @@ class FilterPolicy:
     the over-fetch leaves fewer than asked, ``where`` answers.
     """
 
-    min_selectivity: float = 0.01
+    min_selectivity: float = 0.02
     overfetch: float = 1.5
     max_fetch: int = 3000
 

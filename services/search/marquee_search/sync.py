@@ -94,6 +94,8 @@ class IndexSync:
         return as_text(info.get("last-generated-id", "0-0")), int(info.get("entries-added", 0))
 
     async def _fetch(self, ids: Sequence[str]) -> list[tuple[Movie, str]]:
+        if not ids:  # Chroma refuses an empty id list
+            return []
         got = await self._collection.get(ids=list(ids), include=["metadatas"])
         return await anyio.to_thread.run_sync(_parse, got["metadatas"] or [])
 

@@ -443,13 +443,14 @@ async def test_status_shows_a_run_in_flight(
     make_sync: MakeSync, redis: Redis, fake_tmdb: FakeTmdb
 ) -> None:
     sync = await loaded(make_sync, redis, fake_tmdb)
-    fake_tmdb.stall_next(1, 0.5, path="/movie/changes")
+    # A long stall and a generous deadline: on a loaded machine the run may take a while to
+    # start, and it must still be in flight when the status is read.
+    fake_tmdb.stall_next(1, 3.0, path="/movie/changes")
     task = asyncio.create_task(sync.run_once("admin", run_id="inflight"))
     try:
         status = await sync.status()
-        for _ in range(100):
-            if status.running:
-                break
+        deadline = asyncio.get_running_loop().time() + 10
+        while not status.running and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.01)
             status = await sync.status()
         assert status.running
