@@ -16,7 +16,16 @@ import devstack
 async def serve(app: Any, *, startup_timeout: float = 120.0) -> AsyncIterator[str]:
     """Run ``app`` under uvicorn on 127.0.0.1:<free port>; yields its base URL."""
     port = devstack.free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    # A bounded graceful shutdown: a keep-alive or in-flight request left by a test must not
+    # hold the teardown open on a loaded machine.
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        lifespan="on",
+        timeout_graceful_shutdown=10,
+    )
     server = uvicorn.Server(config)
     # Tests own the signals; uvicorn must not replace pytest's SIGINT handling.
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
@@ -35,4 +44,4 @@ async def serve(app: Any, *, startup_timeout: float = 120.0) -> AsyncIterator[st
         yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
-        await asyncio.wait_for(task, 60)
+        await asyncio.wait_for(task, 120)
