@@ -81,8 +81,9 @@ def create_app(
             yield
         finally:
             following.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await following
+            # Bounded: a load running in a worker thread cannot be interrupted, and shutdown
+            # must not wait for it (the process is going away anyway).
+            await asyncio.wait({following}, timeout=5)
             await redis.aclose()
 
     app = FastAPI(
