@@ -131,7 +131,11 @@ def _clean_env() -> dict[str, str]:
 def test_compose_cli_accepts_the_file(tmp_path: Path) -> None:
     cli = _compose_cli()
     if cli is None:
-        pytest.skip("neither `docker compose` nor `docker-compose` is installed")
+        # .ci/run installs Debian's docker-compose; a missing CLI must fail, not pass silently.
+        pytest.fail(
+            "neither `docker compose` nor `docker-compose` is installed: "
+            "`sudo apt-get install -y docker-compose` (validation needs no Docker engine)"
+        )
     result = _run_compose(cli, {**_clean_env(), "MARQUEE_API_KEYS": "dummy"}, tmp_path)
     assert result.returncode == 0, result.stderr
 
@@ -139,7 +143,11 @@ def test_compose_cli_accepts_the_file(tmp_path: Path) -> None:
 def test_compose_cli_requires_the_api_keys(tmp_path: Path) -> None:
     cli = _compose_cli()
     if cli is None:
-        pytest.skip("neither `docker compose` nor `docker-compose` is installed")
+        # .ci/run installs Debian's docker-compose; a missing CLI must fail, not pass silently.
+        pytest.fail(
+            "neither `docker compose` nor `docker-compose` is installed: "
+            "`sudo apt-get install -y docker-compose` (validation needs no Docker engine)"
+        )
     result = _run_compose(cli, _clean_env(), tmp_path)
     assert result.returncode != 0
     assert "MARQUEE_API_KEYS" in result.stderr
