@@ -22,6 +22,7 @@ from marquee_gateway.routes_deadletters import router as deadletters_router
 from marquee_gateway.routes_explain import router as explain_router
 from marquee_gateway.routes_recs import router as recs_router
 from marquee_gateway.settings import GatewaySettings
+from marquee_gateway.web import install_web_ui
 from marquee_shared.health import Check, health_routes
 from marquee_shared.logging import configure_logging
 from marquee_shared.requests import RequestContextMiddleware
@@ -82,6 +83,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.include_router(admin_router)
     app.include_router(recs_router)
     app.router.routes.extend(health_routes("gateway", lambda: checks))
+    install_web_ui(app)  # the page at / and its assets under /static
 
     @app.exception_handler(BackendUnavailableError)
     async def backend_down(_: Request, exc: BackendUnavailableError) -> JSONResponse:

@@ -38,8 +38,11 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 KEY_PREFIX = "marquee:ratelimit"
-EXEMPT_PATHS = frozenset({"/health", "/ready", "/metrics"})
-"""Probes and scrapers poll these from few addresses; limiting them would fail health checks."""
+EXEMPT_PATHS = frozenset({"/health", "/ready", "/metrics", "/"})
+"""Probes and scrapers poll these from few addresses; limiting them would fail health checks.
+The web page (``/`` and ``/static/``) is a few small files: counting them would spend a
+client's search budget on loading the page that searches."""
+EXEMPT_PREFIXES = ("/static/",)
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 REDIS_TIMEOUT_S = 0.25
 """A limiter that waits on a stuck Redis would stall every read; past this it fails open."""
@@ -203,7 +206,11 @@ class RateLimitMiddleware:
         self._last_warning = -math.inf
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in EXEMPT_PATHS:
+        if (
+            scope["type"] != "http"
+            or scope["path"] in EXEMPT_PATHS
+            or scope["path"].startswith(EXEMPT_PREFIXES)
+        ):
             await self.app(scope, receive, send)
             return
         kind = "read" if scope["method"] in READ_METHODS else "write"

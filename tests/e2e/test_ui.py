@@ -1,0 +1,407 @@
+"""The web UI in a real headless Chromium (Debian's, driven by Playwright) against the whole
+stack started as `make run` does, with the demo catalog.
+
+Screenshots at desktop and phone width land in test-artifacts/ui/ (kept by CI as artifacts).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis
+from playwright.sync_api import Browser, Page, Request, Route, expect, sync_playwright
+
+import devstack
+from tests.e2e.test_demo_stack import DEMO_IDS
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "test-artifacts" / "ui"
+CHROMIUM = os.environ.get("MARQUEE_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+DESKTOP = {"width": 1280, "height": 860}
+PHONE = {"width": 390, "height": 844}
+SLOW = 40_000  # ms: explanations and recommendations on a loaded 2-core machine
+
+SHARK = "a great white shark keeps killing swimmers at a beach town"
+JAWS, TOY_STORY, SPIRITED_AWAY, SHINING, ALIEN = 578, 862, 129, 694, 348
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not Path(CHROMIUM).exists():
+        pytest.fail(
+            f"no Chromium at {CHROMIUM}: install Debian's (apt-get install chromium; .ci/run "
+            "does) or set MARQUEE_CHROMIUM",
+            pytrace=False,
+        )
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=CHROMIUM,
+            # No sandbox: CI runs as root in a container. No background traffic: no internet.
+            args=[
+                "--no-sandbox",
+                "--disable-dev-shm-usage",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+            ],
+        )
+        yield browser
+        browser.close()
+
+
+class PageErrors:
+    """Uncaught exceptions and console errors; failed fetches are the tests' own business."""
+
+    def __init__(self, page: Page) -> None:
+        self.errors: list[str] = []
+        page.on("pageerror", lambda exc: self.errors.append(f"uncaught: {exc}"))
+        page.on("console", self._console)
+
+    def _console(self, msg: Any) -> None:
+        if msg.type == "error" and "Failed to load resource" not in msg.text:
+            self.errors.append(f"console: {msg.text}")
+
+
+def open_page(browser: Browser, base_url: str, **context: Any) -> tuple[Page, PageErrors]:
+    ctx = browser.new_context(base_url=base_url, **{"viewport": DESKTOP, **context})
+    ctx.set_default_timeout(20_000)
+    page = ctx.new_page()
+    return page, PageErrors(page)
+
+
+@pytest.fixture
+def page(browser: Browser, demo_stack: devstack.Stack) -> Iterator[Page]:
+    page, errors = open_page(browser, demo_stack.gateway_url)
+    yield page
+    page.context.close()
+    assert not errors.errors, errors.errors
+
+
+def shot(page: Page, name: str, *, full_page: bool = False) -> None:
+    page.screenshot(path=ARTIFACTS / f"{name}.png", full_page=full_page)
+
+
+def option_ids(page: Page) -> list[int]:
+    ids: list[str] = page.locator("#palette-results [role=option]").evaluate_all(
+        "els => els.map(e => e.dataset.tmdbId)"
+    )
+    return [int(i) for i in ids]
+
+
+def search_in_palette(page: Page, text: str) -> list[int]:
+    """Type into the open palette; the ids shown once the results are for exactly this text."""
+    box = page.get_by_role("combobox", name="Search movies")
+    box.fill("")
+    box.press_sequentially(text, delay=10)
+    expect(page.locator(f"#palette-results[data-query={json.dumps(text)}]")).to_be_attached()
+    return option_ids(page)
+
+
+def movie_links(page: Page, scope: str) -> set[int]:
+    hrefs: list[str] = page.locator(f"{scope} a[href^='#/movie/']").evaluate_all(
+        "els => els.map(e => e.getAttribute('href'))"
+    )
+    return {int(re.match(r"#/movie/(\d+)", h).group(1)) for h in hrefs}  # type: ignore[union-attr]
+
+
+def test_the_page_is_served_with_a_strict_policy(demo_stack: devstack.Stack) -> None:
+    r = httpx.get(demo_stack.gateway_url + "/", timeout=10)
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("text/html")
+    assert "script-src 'self'" in r.headers["content-security-policy"]
+    js = httpx.get(demo_stack.gateway_url + "/static/js/main.js", timeout=10)
+    assert js.status_code == 200
+    assert "javascript" in js.headers["content-type"]
+    assert js.headers["x-content-type-options"] == "nosniff"
+    assert httpx.get(demo_stack.gateway_url + "/static/nope.js", timeout=10).status_code == 404
+
+
+def test_ctrl_k_finds_a_described_plot_opens_it_and_explains_why(page: Page) -> None:
+    page.goto("/")
+    expect(page.locator(".shelf .card").first).to_be_visible()
+    shot(page, "desktop-home")
+
+    page.keyboard.press("Control+k")
+    dialog = page.get_by_role("dialog", name="Search movies")
+    expect(dialog).to_be_visible()
+    expect(page.get_by_role("combobox", name="Search movies")).to_be_focused()
+    ids = search_in_palette(page, SHARK)
+    assert JAWS in ids[:3], ids
+    expect(page.locator(f"[role=option][data-tmdb-id='{JAWS}'] .option-why")).to_contain_text(
+        "shark"
+    )
+    shot(page, "desktop-palette")
+
+    # Arrow keys move the active option (aria-activedescendant), Enter opens it.
+    for _ in range(ids.index(JAWS) + len(ids)):  # once round the list and back to Jaws
+        page.keyboard.press("ArrowDown")
+    expect(page.get_by_role("combobox", name="Search movies")).to_have_attribute(
+        "aria-activedescendant", f"palette-option-{JAWS}"
+    )
+    expect(page.locator("[role=option][aria-selected=true]")).to_have_attribute(
+        "data-tmdb-id", str(JAWS)
+    )
+    page.keyboard.press("Enter")
+    expect(dialog).to_be_hidden()
+    expect(page).to_have_url(re.compile(rf"#/movie/{JAWS}\?q="))
+    expect(page.get_by_role("heading", level=1)).to_contain_text("Jaws")
+    expect(page.locator(".shelf .card").first).to_be_visible()  # similar movies
+
+    page.get_by_role("button", name=re.compile("Why this")).click()
+    explanation = page.locator(".explanation")
+    expect(explanation).to_be_visible(timeout=SLOW)
+    expect(explanation.locator(".explanation-text")).to_contain_text("Jaws")
+    cited = movie_links(page, ".explanation")
+    assert JAWS in cited
+    assert cited <= DEMO_IDS, (
+        f"the explanation links movies outside the catalog: {cited - DEMO_IDS}"
+    )
+    shot(page, "desktop-movie-why-this", full_page=True)
+
+
+def test_the_palette_keeps_focus_and_gives_it_back(page: Page) -> None:
+    page.goto("/")
+    trigger = page.locator("#search-trigger")
+    trigger.click()
+    dialog = page.get_by_role("dialog", name="Search movies")
+    expect(dialog).to_be_visible()
+    expect(page.get_by_role("combobox", name="Search movies")).to_have_attribute(
+        "aria-expanded", "false"
+    )
+    for _ in range(12):  # more than the dialog has controls: Tab must wrap, not leave
+        page.keyboard.press("Tab")
+        assert dialog.evaluate("d => d.contains(document.activeElement)")
+    page.keyboard.press("Shift+Tab")
+    assert dialog.evaluate("d => d.contains(document.activeElement)")
+    page.keyboard.press("Escape")
+    expect(dialog).to_be_hidden()
+    expect(trigger).to_be_focused()
+
+    page.keyboard.press("Meta+k")  # Cmd+K on a Mac
+    expect(dialog).to_be_visible()
+    # Dense search always finds something near; filters can leave nothing.
+    page.locator("#palette-filters select[name=genre]").select_option("Documentary")
+    page.locator("#palette-filters select[name=decade]").select_option("1920")
+    search_in_palette(page, "penguins")
+    expect(page.locator("#palette-status")).to_contain_text("No movies match")
+    expect(page.locator("#palette-status")).to_contain_text("Filters are on")
+    expect(page.get_by_role("combobox", name="Search movies")).to_have_attribute(
+        "aria-expanded", "false"
+    )
+
+
+def test_a_newer_keystroke_cancels_the_stale_search(page: Page) -> None:
+    held: list[Route] = []
+    failed: list[str] = []
+    jaws = re.compile(r"/v1/search\?q=jaws&")
+    page.route(jaws, lambda route: held.append(route))  # never answered: stays in flight
+    page.on("requestfailed", lambda r: failed.append(r.url))
+    page.goto("/")
+    page.keyboard.press("Control+k")
+    box = page.get_by_role("combobox", name="Search movies")
+    box.press_sequentially("jaws")
+    deadline = time.monotonic() + 20
+    while not held and time.monotonic() < deadline:
+        page.wait_for_timeout(50)
+    assert held, "the search for 'jaws' was never sent"
+    expect(page.locator("#palette-status")).to_contain_text("Searching")
+
+    box.fill("toy story about a cowboy doll")
+    expect(page.locator("#palette-results")).to_have_attribute(
+        "data-query", "toy story about a cowboy doll"
+    )
+    assert option_ids(page)[0] == TOY_STORY
+    assert any("q=jaws&" in url for url in failed), "the stale request was not cancelled"
+    page.unroute(jaws)
+
+
+def test_filters_narrow_the_shelves_and_the_search(page: Page) -> None:
+    page.goto("/")
+    expect(page.locator(".shelf .card").first).to_be_visible()
+    with page.expect_response(
+        lambda r: "/v1/browse/trending" in r.url and "Animation" in r.url
+    ) as resp:
+        page.locator(".view .filters select[name=genre]").select_option("Animation")
+    trending = resp.value.json()["results"]
+    assert trending, "no animated movie is trending in the demo catalog"
+    assert all("Animation" in m["genres"] for m in trending)
+    first_shelf = page.locator(".shelf").first
+    expect(first_shelf.locator(".card").first).to_have_attribute(
+        "data-tmdb-id", str(trending[0]["tmdb_id"])
+    )
+    with page.expect_response(
+        lambda r: "/v1/browse/top-rated" in r.url and "year_min=1990" in r.url
+    ) as resp:
+        page.locator(".view .filters select[name=decade]").select_option("1990")
+    assert all(1990 <= m["year"] <= 1999 for m in resp.value.json()["results"])
+
+    # The palette shows (and applies) the same filters.
+    page.keyboard.press("Control+k")
+    expect(page.locator("#palette-filters select[name=genre]")).to_have_value("Animation")
+    expect(page.locator("#palette-filters select[name=decade]")).to_have_value("1990")
+    with page.expect_response(
+        lambda r: "/v1/search" in r.url and "genres=Animation" in r.url
+    ) as resp:
+        search_in_palette(page, "a cowboy doll is jealous of a space ranger toy")
+    hits = resp.value.json()["results"]
+    assert hits[0]["tmdb_id"] == TOY_STORY
+    assert all("Animation" in m["genres"] and 1990 <= m["year"] <= 1999 for m in hits)
+    expect(page.locator("#palette-status")).to_contain_text("filtered")
+
+
+def test_liking_two_movies_gives_recommendations_that_explain_themselves(page: Page) -> None:
+    for tmdb_id, title in ((SHINING, "The Shining"), (ALIEN, "Alien")):
+        page.goto(f"/#/movie/{tmdb_id}")
+        like = page.get_by_role("button", name=f"Like {title}", exact=True).first
+        like.click()
+        expect(like).to_have_attribute("aria-pressed", "true")
+    expect(page.locator("#taste-count")).to_have_text("2")
+
+    page.get_by_role("link", name=re.compile("My taste")).click()
+    liked = page.get_by_role("list", name="Liked")
+    expect(liked.get_by_role("listitem")).to_have_count(2)
+    recs = page.locator("#recommendations .card")
+    expect(recs.first).to_be_visible(timeout=SLOW)
+    rec_ids = {int(i) for i in recs.evaluate_all("els => els.map(e => e.dataset.tmdbId)")}
+    assert rec_ids <= DEMO_IDS
+    assert not rec_ids & {SHINING, ALIEN}, "liked movies came back as recommendations"
+    expect(page.locator(".because-text").first).to_contain_text("Because you liked")
+
+    first = recs.first
+    target = int(first.get_attribute("data-tmdb-id") or 0)
+    first.get_by_role("button", name="Why this?").click()
+    expect(first.locator(".explanation")).to_be_visible(timeout=SLOW)
+    cited = movie_links(page, "#recommendations .card:first-child .explanation")
+    assert target in cited
+    assert cited <= {target, SHINING, ALIEN}, f"cites movies outside its context: {cited}"
+    shot(page, "desktop-my-taste", full_page=True)
+
+    # The diversity slider asks again with a lower relevance weight.
+    def is_recs(r: Request) -> bool:
+        return r.url.endswith("/v1/recommendations") and r.method == "POST"
+
+    with page.expect_request(is_recs) as request:
+        page.locator("#diversity").fill("0.6")
+    assert request.value.post_data_json["mmr_lambda"] == pytest.approx(0.4)
+    expect(page.locator("#diversity")).to_have_attribute("aria-valuetext", "Lots of variety")
+    expect(recs.first).to_be_visible(timeout=SLOW)
+
+    # Forgetting one updates the taste and the badge.
+    page.get_by_role("button", name="Forget Alien").click()
+    expect(liked.get_by_role("listitem")).to_have_count(1)
+    expect(page.locator("#taste-count")).to_have_text("1")
+
+
+def test_the_page_works_at_phone_width(browser: Browser, demo_stack: devstack.Stack) -> None:
+    page, errors = open_page(
+        browser, demo_stack.gateway_url, viewport=PHONE, is_mobile=True, has_touch=True
+    )
+    try:
+        page.goto("/")
+        expect(page.locator(".shelf .card").first).to_be_visible()
+        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+        shot(page, "phone-home")
+        page.locator("#search-trigger").tap()
+        palette = page.locator(".palette")
+        expect(palette).to_be_visible()
+        box = palette.bounding_box()
+        assert box is not None
+        assert box["width"] >= PHONE["width"] - 1, "the palette should fill a phone's width"
+        ids = search_in_palette(page, SHARK)
+        assert JAWS in ids[:3]
+        shot(page, "phone-palette")
+        page.locator(f"[role=option][data-tmdb-id='{JAWS}']").tap()
+        expect(page.get_by_role("heading", level=1)).to_contain_text("Jaws")
+        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+        shot(page, "phone-movie", full_page=True)
+    finally:
+        page.context.close()
+    assert not errors.errors, errors.errors
+
+
+def extra_gateway(
+    stack: devstack.Stack, name: str, tmp: Path, **env: str
+) -> tuple[devstack.Proc, str]:
+    """A second gateway process over the same stack, with some settings changed."""
+    port = devstack.free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = devstack.service_proc(
+        name, "marquee_gateway.app", port, {**stack.env, **env}, tmp / "logs"
+    ).start()
+    try:
+        proc.wait_until(lambda: devstack.http_ok(url + "/health"), "healthy", 60)
+    except devstack.StackError as exc:
+        proc.stop()
+        pytest.fail(str(exc), pytrace=False)
+    return proc, url
+
+
+def test_backend_down_and_gateway_gone_say_what_happened(
+    browser: Browser, demo_stack: devstack.Stack, tmp_path: Path
+) -> None:
+    dead = f"http://127.0.0.1:{devstack.free_port()}"  # nothing listens there
+    gateway, url = extra_gateway(
+        demo_stack, "gateway-search-down", tmp_path, MARQUEE_GATEWAY_SEARCH_URL=dead
+    )
+    page, errors = open_page(browser, url)
+    try:
+        page.goto("/")
+        alert = page.locator(".shelf [role=alert]").first
+        expect(alert).to_contain_text("The search service is down")
+        expect(alert.get_by_role("button", name="Try again")).to_be_visible()
+        page.keyboard.press("Control+k")
+        search_in_palette(page, SHARK)
+        expect(page.locator("#palette-status [role=alert]")).to_contain_text(
+            "The search service is down"
+        )
+        shot(page, "desktop-search-down")
+
+        gateway.stop()
+        search_in_palette(page, "toys that come alive")
+        expect(page.locator("#palette-status [role=alert]")).to_contain_text("Cannot reach Marquee")
+        shot(page, "desktop-offline")
+    finally:
+        page.context.close()
+        gateway.stop()
+    assert not errors.errors, errors.errors
+
+
+def test_rate_limited_says_when_to_retry(
+    browser: Browser, demo_stack: devstack.Stack, tmp_path: Path
+) -> None:
+    # Its own Redis database: the other gateway's counters for this client must not interfere.
+    redis_db15 = re.sub(r"/\d+$", "/15", demo_stack.redis_url)
+    with redis.Redis.from_url(redis_db15) as client:
+        client.flushdb()
+    gateway, url = extra_gateway(
+        demo_stack,
+        "gateway-rate-limited",
+        tmp_path,
+        MARQUEE_REDIS_URL=redis_db15,
+        MARQUEE_GATEWAY_RATE_LIMIT_PER_MINUTE="2",  # the page's two shelves spend it
+    )
+    page, errors = open_page(browser, url)
+    try:
+        page.goto("/")
+        expect(page.locator(".shelf .card").first).to_be_visible()  # page assets are not counted
+        page.keyboard.press("Control+k")
+        search_in_palette(page, SHARK)
+        status = page.locator("#palette-status [role=alert]")
+        expect(status).to_contain_text("too many requests")
+        expect(status).to_contain_text(re.compile(r"Try again in \d+ s"))
+    finally:
+        page.context.close()
+        gateway.stop()
+    assert not errors.errors, errors.errors
