@@ -31,6 +31,8 @@ CHROMIUM = os.environ.get("MARQUEE_CHROMIUM") or shutil.which("chromium") or "/u
 DESKTOP = {"width": 1280, "height": 860}
 PHONE = {"width": 390, "height": 844}
 SLOW = 40_000  # ms: explanations and recommendations on a loaded 2-core machine
+# Assertions retry until this (the default, 5 s, is short when the suite loads both cores).
+expect.set_options(timeout=20_000)
 
 SHARK = "a great white shark keeps killing swimmers at a beach town"
 JAWS, TOY_STORY, SPIRITED_AWAY, SHINING, ALIEN = 578, 862, 129, 694, 348

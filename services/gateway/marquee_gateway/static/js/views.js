@@ -206,7 +206,8 @@ export function tasteView() {
   const becauseOf = (m, liked, disliked) => {
     const names = (m.because || []).map((id) => tasteMovie(id)?.title).filter(Boolean);
     return h("div", { class: "because" },
-      names.length ? h("p", { class: "because-text" }, `Because you liked ${names.slice(0, 2).join(" and ")}`) : null,
+      // The closest liked movie only: naming every liked movie on every card says nothing.
+      names.length ? h("p", { class: "because-text" }, `Because you liked ${names[0]}`) : null,
       whyThis("Why this?", () => api("/v1/explanations", { body: { target_id: m.tmdb_id, liked: liked.slice(0, 50), disliked: disliked.slice(0, 50) } })),
     );
   };
