@@ -1,15 +1,24 @@
-"""HTTP contracts between the gateway and the internal services (search, later explainer).
+"""HTTP contracts between the gateway and the internal services (search, explainer, ingest).
 
-The gateway validates requests with these models (so a bad parameter is a 422 before any hop)
-and documents them in its OpenAPI; the search service validates them again (defence in depth,
-and it may be called directly inside the network).
+One definition each, imported by both sides: the gateway validates requests with these models
+(so a bad parameter is a 422 before any hop) and documents them in its OpenAPI; the service
+behind it validates them again (defence in depth, and it may be called directly inside the
+network) and answers with the response models.
 """
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from marquee_shared.events import Movie, TmdbId
 
@@ -306,3 +315,203 @@ class RecommendationResponse(BaseModel):
     unknown_ids: list[int] = Field(
         default_factory=list, description="Movies given that are not in the catalog (ignored)."
     )
+
+
+# --- explanations: "why this?" (the explainer serves them; the gateway validates and relays) ---
+# Star ratings are the recommendations' ``Rating``: the same stars and the same thresholds.
+
+MAX_EXPLAIN_LIKED = 50
+MAX_EXPLAIN_DISLIKED = 50
+MAX_EXPLAIN_RATINGS = 200
+LIKED_RATING = 4.0
+"""Ratings (0.5-5 stars, as MovieLens gives them) at or above this count as liked ..."""
+DISLIKED_RATING = 2.0
+"""... and at or below this as disliked; the ones in between say little and are ignored."""
+
+Confidence = Literal["high", "medium", "low"]
+FallbackReason = Literal["no_api_key", "llm_error", "llm_timeout", "llm_invalid"]
+FactKind = Literal["director", "cast", "genre", "theme", "decade", "query"]
+
+
+class TasteExplanationRequest(BaseModel):
+    """Why ``target_id`` for someone with this taste? Liked movies come from ``liked`` and from
+    ratings of 4 stars or more; disliked from ``disliked`` and ratings of 2 or less."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    target_id: TmdbId = Field(description="The recommended movie to explain.", examples=[578])
+    liked: list[TmdbId] = Field(
+        default_factory=list, max_length=MAX_EXPLAIN_LIKED, examples=[[348]]
+    )
+    disliked: list[TmdbId] = Field(
+        default_factory=list, max_length=MAX_EXPLAIN_DISLIKED, examples=[[]]
+    )
+    ratings: list[Rating] = Field(default_factory=list, max_length=MAX_EXPLAIN_RATINGS)
+
+    @model_validator(mode="after")
+    def _has_taste(self) -> TasteExplanationRequest:
+        if not self.liked and not self.ratings:
+            msg = "give the taste: liked movie ids and/or ratings"
+            raise ValueError(msg)
+        return self
+
+    def liked_ids(self) -> list[int]:
+        """Liked ids in a stable order: the explicit list first, then ratings best first."""
+        rated = sorted(self.ratings, key=lambda r: (-r.rating, r.tmdb_id))
+        ids = [*self.liked, *(r.tmdb_id for r in rated if r.rating >= LIKED_RATING)]
+        disliked = set(self.disliked_ids())
+        return [i for i in dict.fromkeys(ids) if i != self.target_id and i not in disliked]
+
+    def disliked_ids(self) -> list[int]:
+        ids = [*self.disliked, *(r.tmdb_id for r in self.ratings if r.rating <= DISLIKED_RATING)]
+        return [i for i in dict.fromkeys(ids) if i != self.target_id]
+
+
+class SearchHitExplanationRequest(BaseModel):
+    """Why did this movie come up for this query?"""
+
+    model_config = ConfigDict(extra="forbid")
+
+    query: str = Field(
+        min_length=1,
+        max_length=MAX_QUERY_CHARS,
+        description="The search as the user typed it.",
+        examples=["dark serial killer mystery like Zodiac but in the 80s"],
+    )
+    tmdb_id: TmdbId = Field(description="The search hit to explain.", examples=[1949])
+
+    @model_validator(mode="after")
+    def _not_blank(self) -> SearchHitExplanationRequest:
+        if not self.query.strip():
+            msg = "query must contain some text"
+            raise ValueError(msg)
+        return self
+
+
+class Fact(BaseModel):
+    """One checkable statement an explanation rests on, e.g. a shared director."""
+
+    kind: FactKind = Field(examples=["director"])
+    value: str = Field(examples=["Steven Spielberg"])
+    movie_ids: list[int] = Field(
+        description="The context movies (besides the target) that share it; for query facts, "
+        "the target.",
+        examples=[[329]],
+    )
+
+
+class NearMovie(BaseModel):
+    tmdb_id: int = Field(examples=[348])
+    title: str = Field(examples=["Alien"])
+    similarity: float = Field(
+        description="Cosine similarity of the stored vectors, in [-1, 1].", examples=[0.61]
+    )
+
+
+class Explanation(BaseModel):
+    target_id: int = Field(examples=[578])
+    text: str = Field(
+        examples=[
+            (
+                "Because you liked Alien (1979), we picked Jaws (1975). Like Alien (1979), it "
+                "deals with a crew hunted by a predator. It is a horror and thriller film from "
+                "the 1970s."
+            )
+        ]
+    )
+    confidence: Confidence = Field(
+        description="How strongly the shared facts and vector similarity support the match."
+    )
+    cited_ids: list[int] = Field(
+        description="Movies the text speaks of; always among the target and the taste's movies.",
+        examples=[[578, 348]],
+    )
+    facts: list[Fact] = Field(description="The shared facts the text rests on.")
+    nearest_liked: list[NearMovie] = Field(
+        default_factory=list,
+        description="The liked movies nearest the target (which of yours made us pick it), "
+        "nearest first; empty for a search hit.",
+    )
+    unknown_ids: list[int] = Field(
+        default_factory=list, description="Taste ids not in the catalog; they were ignored."
+    )
+    generator: str = Field(
+        description="The Claude model that wrote the text, or 'deterministic'.",
+        examples=["claude-haiku-4-5"],
+    )
+    fallback_reason: FallbackReason | None = Field(
+        default=None,
+        description="Why the deterministic explainer wrote it: no API key configured, or the "
+        "LLM failed, timed out or gave no valid answer after one retry. Null for Claude.",
+    )
+    cached: bool = Field(description="Served from the explanation cache.")
+
+
+# --- the TMDB sync (the ingest service runs it; the gateway relays its admin endpoints) --------
+
+SyncTrigger = Literal["schedule", "admin", "cli"]
+SyncOutcome = Literal["running", "succeeded", "failed", "skipped"]
+
+
+class SyncRun(BaseModel):
+    """One run: what it covered and what it did. Also the progress of a run in flight."""
+
+    run_id: str = Field(examples=["3f9c2a1b7d4e"])
+    trigger: SyncTrigger
+    instance: str = Field(description="The ingest instance that ran it.")
+    outcome: SyncOutcome = "running"
+    reason: str | None = Field(default=None, description="Why it was skipped or failed.")
+    mode: Literal["initial", "incremental"] | None = None
+    started_at: AwareDatetime
+    finished_at: AwareDatetime | None = None
+    window_start: date | None = Field(default=None, description="First day of changes read.")
+    window_end: date | None = Field(default=None, description="Last day of changes read.")
+    listed: int = Field(default=0, description="Ids TMDB listed as changed (or in the list).")
+    fetched: int = Field(default=0, description="Movies fetched with details.")
+    published_fetched: int = Field(default=0, description="movie.fetched events published.")
+    published_deleted: int = Field(default=0, description="movie.deleted events published.")
+    unchanged: int = Field(default=0, description="Fetched, same content: nothing published.")
+    gone_unknown: int = Field(
+        default=0, description="Gone from TMDB but never published by ingest: nothing to delete."
+    )
+    invalid: int = Field(default=0, description="Unusable TMDB records (reported, skipped).")
+    invalid_records: list[str] = Field(default_factory=list, description="The first few.")
+    requests: int = Field(default=0, description="TMDB requests sent, retries included.")
+    capped: bool = Field(
+        default=False, description="Stopped at the request cap; the next run carries on."
+    )
+    watermark: AwareDatetime | None = Field(
+        default=None, description="The watermark after this run."
+    )
+
+
+class SyncStatus(BaseModel):
+    """Where the TMDB sync stands, as every instance sees it (the state lives in Redis)."""
+
+    instance: str = Field(description="The ingest instance answering.")
+    configured: bool = Field(description="TMDB credentials are set: syncs can run.")
+    schedule: str | None = Field(description="The schedule, or null when off.")
+    next_run_at: AwareDatetime | None = Field(
+        default=None, description="When this instance's scheduler runs the next sync."
+    )
+    running: bool = Field(description="Some instance holds the sync lock.")
+    running_on: str | None = Field(default=None, description="Which instance holds it.")
+    current_run: SyncRun | None = Field(default=None, description="Progress of that run.")
+    watermark: AwareDatetime | None = Field(
+        default=None, description="Changes up to here are published."
+    )
+    last_started_at: AwareDatetime | None = None
+    last_finished_at: AwareDatetime | None = None
+    last_success_at: AwareDatetime | None = None
+    last_error: str | None = None
+    last_error_at: AwareDatetime | None = None
+    last_run: SyncRun | None = None
+    catalog_size: int = Field(description="Live movies ingest has published (not deleted).")
+
+
+class SyncStarted(BaseModel):
+    run_id: str = Field(
+        description="Find the run under last_run (or current_run) in the status.",
+        examples=["3f9c2a1b7d4e"],
+    )
+    instance: str = Field(description="The ingest instance running it.")

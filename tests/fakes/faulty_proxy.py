@@ -1,6 +1,7 @@
 """A fault-injecting HTTP reverse proxy, to put real failures between a client and a real server
-(like toxiproxy): requests whose body contains a marker get an HTTP 500, or everything is
-refused while ``down`` is set. The real Chroma server sits behind it; nothing is mocked."""
+(like toxiproxy): requests whose body contains a marker get an HTTP 500 (or are held for
+``stall_s`` first), or everything is refused while ``down`` is set. The real Chroma server
+sits behind it; nothing is mocked."""
 
 from __future__ import annotations
 
@@ -18,6 +19,9 @@ class FaultyProxy:
     def __init__(self, upstream: str) -> None:
         self.upstream = upstream.rstrip("/")
         self.poison_markers: set[bytes] = set()
+        self.stall_markers: set[bytes] = set()
+        self.stall_s = 0.0
+        self.stalled = 0
         self.down = False
         self.injected = 0
         self.url = ""
@@ -34,6 +38,11 @@ class FaultyProxy:
             return web.json_response(
                 {"error": "InternalError", "message": "injected fault"}, status=500
             )
+        if any(m in body for m in self.stall_markers):
+            self.stalled += 1  # a slow network: held, then forwarded
+            await asyncio.sleep(self.stall_s)
+            if request.transport is None or request.transport.is_closing():
+                raise web.HTTPServiceUnavailable  # the client gave up: it never reaches Chroma
         async with self._session.request(
             request.method,
             self.upstream + request.path_qs,

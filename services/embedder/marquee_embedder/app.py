@@ -7,6 +7,7 @@ they share the stream: each has its own consumer name in the one consumer group.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
@@ -17,6 +18,7 @@ from faststream import AckPolicy, Context, ContextRepo
 from faststream.asgi import AsgiFastStream
 from faststream.redis import RedisBroker, StreamSub
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from marquee_embedder.consumer import BatchProcessor, IndexUnavailableError, StreamFieldsFormat
 from marquee_embedder.encoder import Encoder, load_encoder
@@ -24,7 +26,7 @@ from marquee_embedder.indexer import CatalogIndexer
 from marquee_embedder.ledger import Ledger
 from marquee_embedder.recovery import Recovery
 from marquee_embedder.settings import EmbedderSettings
-from marquee_embedder.streams import ensure_group_from_start
+from marquee_embedder.streams import ensure_group_from_start, release_pending
 from marquee_shared.chroma import open_collection
 from marquee_shared.health import Check, health_routes
 from marquee_shared.internal_auth import InternalTokenMiddleware
@@ -45,8 +47,10 @@ def create_app(
     """Build the worker. ``encoder`` lets tests share one loaded model across app instances."""
     settings = settings or EmbedderSettings()
     configure_logging(settings.log_level, settings.log_format)
-    # graceful_timeout: on SIGTERM the batch in hand is finished and acknowledged, not dropped.
-    broker = RedisBroker(str(settings.redis_url), graceful_timeout=30.0)
+    # graceful_timeout: on SIGTERM the batch in hand is finished and acknowledged, not dropped
+    # (unless it outlasts the deadline: then it is released, see _Shutdown).
+    broker = RedisBroker(str(settings.redis_url), graceful_timeout=settings.shutdown_timeout_s)
+    shutdown = _Shutdown(settings)
     checks: dict[str, Check] = {}
 
     @asynccontextmanager
@@ -91,11 +95,12 @@ def create_app(
             startup_s=round(time.perf_counter() - started, 2),
         )
         task = asyncio.create_task(recovery.run(), name="embedder-recovery")
+        shutdown.recoveries.append(recovery)
         try:
             yield
         finally:
-            recovery.stop()
-            await task
+            # The broker has stopped (its batch finished, or cut off at the deadline).
+            await shutdown.finish(task, redis)
             await redis.aclose()
             log.info("embedder_stopped")
 
@@ -140,7 +145,48 @@ def create_app(
             (r.path, InternalTokenMiddleware(r.app, settings.internal_token)) for r in routes
         ],
         lifespan=lifespan,
+        # Runs first on SIGTERM, before the broker waits for the batch in hand.
+        on_shutdown=[shutdown.begin],
     )
+
+
+class _Shutdown:
+    """SIGTERM within one deadline (``shutdown_timeout_s``): stop taking work, let the batch in
+    hand (and a claimed batch being re-applied) finish and be acknowledged, cancel what is still
+    running at the deadline, and release what this consumer still holds to the live replicas."""
+
+    def __init__(self, settings: EmbedderSettings) -> None:
+        self._settings = settings
+        self._deadline: float | None = None
+        self.recoveries: list[Recovery] = []
+
+    async def begin(self) -> None:
+        self._deadline = time.monotonic() + self._settings.shutdown_timeout_s
+        log.info("embedder_stopping", deadline_s=self._settings.shutdown_timeout_s)
+        for recovery in self.recoveries:
+            recovery.stop()
+
+    async def finish(self, recovery_task: asyncio.Task[None], redis: Redis) -> None:
+        for recovery in self.recoveries:
+            recovery.stop()
+        deadline = self._deadline or time.monotonic() + self._settings.shutdown_timeout_s
+        left = max(0.0, deadline - time.monotonic())
+        _, running = await asyncio.wait({recovery_task}, timeout=left)
+        if running:
+            recovery_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await recovery_task
+            log.warning("recovery_cut_off_at_deadline")
+        s = self._settings
+        try:
+            async with asyncio.timeout(5):
+                released = await release_pending(redis, s.catalog_stream, s.group, s.consumer_name)
+        except (RedisError, OSError, TimeoutError) as exc:
+            # Not lost: still pending, claimed by a live replica after claim_idle_ms.
+            log.warning("release_failed", error=repr(exc))
+        else:
+            if released:
+                log.info("entries_released", entries=len(released), first_id=released[0])
 
 
 class _Backoff:

@@ -104,7 +104,10 @@ class Recovery:
         if await ensure_group_from_start(self._redis, s.catalog_stream, s.group):
             log.warning("consumer_group_recreated", group=s.group, stream=s.catalog_stream)
         for subscriber in self._broker.subscribers:
-            if not subscriber.running:
+            # Only a subscriber that stopped while the broker runs: before the broker has
+            # started them (the first tick races the startup) a restart would start a second
+            # read loop beside the broker's own, and once shutdown began it would read again.
+            if not subscriber.running and self._broker.running and not self._stopping.is_set():
                 log.warning("subscriber_restarting")
                 RESTARTS.inc()
                 await subscriber.start()
@@ -121,7 +124,9 @@ class Recovery:
         s = self._settings
         start = "0-0"
         claimed_total = 0
-        while True:
+        # Page by page, and no new page once stopping: a SIGTERM must not wait for a whole
+        # backlog of abandoned entries to be re-applied.
+        while not self._stopping.is_set():
             try:
                 next_id, entries, *rest = await self._redis.xautoclaim(
                     s.catalog_stream,
@@ -148,6 +153,7 @@ class Recovery:
             if as_text(next_id) == "0-0":
                 return claimed_total
             start = as_text(next_id)
+        return claimed_total
 
     async def _apply_claimed(self, entries: list[tuple[Any, Any]]) -> None:
         s = self._settings

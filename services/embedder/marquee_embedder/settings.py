@@ -73,3 +73,13 @@ class EmbedderSettings(CommonSettings):
     max_deliveries: PositiveInt = Field(
         default=5, description="Deliveries after which a failing event is dead-lettered."
     )
+    shutdown_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        le=600,
+        description="On SIGTERM, how long the batch in hand (and a claimed batch being "
+        "re-applied) may take to finish and be acknowledged. What is not done by then is "
+        "released: left pending and made claimable by the live replicas at once. Keep it below "
+        "the orchestrator's grace period (compose stop_grace_period, Kubernetes "
+        "terminationGracePeriodSeconds) with room for one model forward pass.",
+    )

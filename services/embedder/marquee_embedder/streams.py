@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import ResponseError
+
+from marquee_shared.streams import as_text
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -22,6 +24,29 @@ async def ensure_group_from_start(redis: Redis, stream: str, group: str) -> bool
             raise
         return False
     return True
+
+
+RELEASED_IDLE_MS = 24 * 3600 * 1000
+"""Idle time given to released entries: longer than any replica's claim_idle_ms, so the next
+XAUTOCLAIM of a live replica takes them (Redis clamps an idle time beyond the epoch to 0)."""
+
+
+async def release_pending(redis: Redis, stream: str, group: str, consumer: str) -> list[str]:
+    """Hand back the entries ``consumer`` still holds, for a consumer that is stopping.
+
+    A stream entry cannot be un-delivered: it stays pending on its consumer until someone
+    claims it, normally after ``claim_idle_ms``. Re-claiming them to the same consumer with a
+    long IDLE (and JUSTID, which leaves the delivery count alone) makes the live replicas claim
+    them on their next recovery tick instead. Returns the ids released.
+    """
+    # A consumer holds a batch or two and the odd failed entry awaiting retry: one page.
+    pending = await redis.xpending_range(
+        stream, group, min="-", max="+", count=10_000, consumername=consumer
+    )
+    ids: list[Any] = [as_text(p["message_id"]) for p in pending]  # type: ignore[arg-type]
+    if ids:
+        await redis.xclaim(stream, group, consumer, 0, ids, idle=RELEASED_IDLE_MS, justid=True)
+    return ids
 
 
 def _parse_id(entry_id: str) -> tuple[int, int]:

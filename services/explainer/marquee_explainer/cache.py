@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 import structlog
 from redis.exceptions import RedisError
 
-from marquee_explainer.models import Explanation
+from marquee_shared.api import Explanation
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis

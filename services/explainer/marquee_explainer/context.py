@@ -17,9 +17,8 @@ from marquee_explainer.facts import (
     shared_facts,
     taste_confidence,
 )
-from marquee_explainer.models import Confidence, Fact, NearMovie
 from marquee_explainer.titles import TitleIndex
-from marquee_shared.api import TMDB_GENRES
+from marquee_shared.api import TMDB_GENRES, Confidence, Fact, NearMovie
 from marquee_shared.events import Movie
 
 

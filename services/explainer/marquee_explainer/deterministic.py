@@ -9,8 +9,8 @@ from collections.abc import Iterable
 
 from marquee_explainer.context import ExplainContext
 from marquee_explainer.facts import fact_mentioned
-from marquee_explainer.models import Fact
 from marquee_explainer.validation import PLACEHOLDER, Draft, numbered_facts
+from marquee_shared.api import Fact
 
 VERSION = "d1"
 """Part of the cache key: a change of wording must not serve the old sentences."""

@@ -11,8 +11,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from marquee_explainer.models import Confidence, Fact, FactKind
 from marquee_explainer.titles import BUILTIN_COMMON, WORD, TitleIndex
+from marquee_shared.api import Confidence, Fact, FactKind
 from marquee_shared.events import Movie
 
 STRENGTH: dict[FactKind, int] = {

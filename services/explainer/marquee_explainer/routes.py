@@ -6,12 +6,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 
-from marquee_explainer.models import (
+from marquee_explainer.service import Explainer
+from marquee_shared.api import (
     Explanation,
     SearchHitExplanationRequest,
     TasteExplanationRequest,
 )
-from marquee_explainer.service import Explainer
 
 router = APIRouter()
 

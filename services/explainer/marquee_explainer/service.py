@@ -21,14 +21,14 @@ from marquee_explainer.catalog import (
 )
 from marquee_explainer.context import ExplainContext, search_hit_context, taste_context
 from marquee_explainer.deterministic import deterministic_draft
-from marquee_explainer.models import (
+from marquee_explainer.titles import Strictness, TitleIndex
+from marquee_explainer.validation import Verdict, validate
+from marquee_shared.api import (
     Explanation,
     FallbackReason,
     SearchHitExplanationRequest,
     TasteExplanationRequest,
 )
-from marquee_explainer.titles import Strictness, TitleIndex
-from marquee_explainer.validation import Verdict, validate
 
 if TYPE_CHECKING:
     from marquee_explainer.claude import ClaudeWriter

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 
 from marquee_explainer.context import ExplainContext
 from marquee_explainer.facts import fact_mentioned
-from marquee_explainer.models import Fact
 from marquee_explainer.titles import QUOTES, Occurrence, TitleIndex, title_key
+from marquee_shared.api import Fact
 
 PLACEHOLDER = re.compile(r"\[\[\s*(\d{1,10})\s*\]\]")
 YEAR_IN_PARENS = re.compile(r"\((\d{4})\)")

@@ -1,14 +1,14 @@
 """The TMDB sync's admin endpoints (API key), relayed to the ingest service, and ``/v1/stats``.
 
-``SyncRun`` and ``SyncStatus`` mirror ``marquee_ingest.sync`` (the gateway image does not ship
-the ingest package); tests/unit/ingest/test_ingest_sync_contract.py keeps the schemas equal.
+The sync's models (``SyncStatus``, ``SyncStarted``) are the ingest service's own, from
+``marquee_shared.api``.
 """
 
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, date, datetime
-from typing import Annotated, Any, Literal
+from datetime import UTC, datetime
+from typing import Annotated, Any
 
 import structlog
 from fastapi import APIRouter, Depends, Request, Response
@@ -19,7 +19,7 @@ from redis.exceptions import RedisError
 from marquee_gateway.backends import Backend, BackendUnavailableError
 from marquee_gateway.routes import require_api_key
 from marquee_gateway.settings import GatewaySettings
-from marquee_shared.api import ErrorResponse
+from marquee_shared.api import ErrorResponse, SyncStarted, SyncStatus
 from marquee_shared.events import DEAD_LETTER_STREAM
 
 log = structlog.get_logger(__name__)
@@ -33,73 +33,6 @@ ADMIN_ERRORS: dict[int | str, dict[str, Any]] = {
     403: {"model": ErrorResponse, "description": "Unknown API key."},
     503: {"model": ErrorResponse, "description": "The ingest service is unavailable."},
 }
-
-
-# -- the ingest service's contract (mirrored) ---------------------------------------------------
-
-
-class SyncRun(BaseModel):
-    """One run: what it covered and what it did. Also the progress of a run in flight."""
-
-    run_id: str = Field(examples=["3f9c2a1b7d4e"])
-    trigger: Literal["schedule", "admin", "cli"]
-    instance: str = Field(description="The ingest instance that ran it.")
-    outcome: Literal["running", "succeeded", "failed", "skipped"] = "running"
-    reason: str | None = Field(default=None, description="Why it was skipped or failed.")
-    mode: Literal["initial", "incremental"] | None = None
-    started_at: AwareDatetime
-    finished_at: AwareDatetime | None = None
-    window_start: date | None = Field(default=None, description="First day of changes read.")
-    window_end: date | None = Field(default=None, description="Last day of changes read.")
-    listed: int = Field(default=0, description="Ids TMDB listed as changed (or in the list).")
-    fetched: int = Field(default=0, description="Movies fetched with details.")
-    published_fetched: int = Field(default=0, description="movie.fetched events published.")
-    published_deleted: int = Field(default=0, description="movie.deleted events published.")
-    unchanged: int = Field(default=0, description="Fetched, same content: nothing published.")
-    gone_unknown: int = Field(
-        default=0, description="Gone from TMDB but never published by ingest: nothing to delete."
-    )
-    invalid: int = Field(default=0, description="Unusable TMDB records (reported, skipped).")
-    invalid_records: list[str] = Field(default_factory=list, description="The first few.")
-    requests: int = Field(default=0, description="TMDB requests sent, retries included.")
-    capped: bool = Field(
-        default=False, description="Stopped at the request cap; the next run carries on."
-    )
-    watermark: AwareDatetime | None = Field(
-        default=None, description="The watermark after this run."
-    )
-
-
-class SyncStatus(BaseModel):
-    """Where the TMDB sync stands, as every instance sees it (the state lives in Redis)."""
-
-    instance: str = Field(description="The ingest instance answering.")
-    configured: bool = Field(description="TMDB credentials are set: syncs can run.")
-    schedule: str | None = Field(description="The schedule, or null when off.")
-    next_run_at: AwareDatetime | None = Field(
-        default=None, description="When this instance's scheduler runs the next sync."
-    )
-    running: bool = Field(description="Some instance holds the sync lock.")
-    running_on: str | None = Field(default=None, description="Which instance holds it.")
-    current_run: SyncRun | None = Field(default=None, description="Progress of that run.")
-    watermark: AwareDatetime | None = Field(
-        default=None, description="Changes up to here are published."
-    )
-    last_started_at: AwareDatetime | None = None
-    last_finished_at: AwareDatetime | None = None
-    last_success_at: AwareDatetime | None = None
-    last_error: str | None = None
-    last_error_at: AwareDatetime | None = None
-    last_run: SyncRun | None = None
-    catalog_size: int = Field(description="Live movies ingest has published (not deleted).")
-
-
-class SyncStarted(BaseModel):
-    run_id: str = Field(
-        description="Find the run under last_run (or current_run) in the status.",
-        examples=["3f9c2a1b7d4e"],
-    )
-    instance: str = Field(description="The ingest instance running it.")
 
 
 # -- stats ------------------------------------------------------------------------------------

@@ -20,7 +20,6 @@ from marquee_shared.api import (
     SearchResponse,
     SimilarTextParams,
 )
-from marquee_shared.requests import REQUEST_ID_HEADER
 
 router = APIRouter(prefix="/v1", tags=["discovery"])
 
@@ -66,11 +65,6 @@ def _relay(resp: BackendResponse) -> Response:
     return Response(content=resp.body, status_code=resp.status, media_type="application/json")
 
 
-def _trace(request: Request) -> dict[str, str]:
-    rid = request.headers.get(REQUEST_ID_HEADER)
-    return {REQUEST_ID_HEADER: rid} if rid else {}
-
-
 def _query(params: BrowseParams | SimilarTextParams) -> list[tuple[str, str]]:
     pairs: list[tuple[str, str]] = []
     for key, value in params.model_dump(exclude_none=True).items():
@@ -95,11 +89,10 @@ def _query(params: BrowseParams | SimilarTextParams) -> list[tuple[str, str]]:
     "listed in `unknown_ids`; if no liked movie is known the answer is 404.",
 )
 async def recommendations(
-    request: Request,
     body: Annotated[RecommendationRequest, Body(openapi_examples=RECOMMENDATION_EXAMPLES)],
     backend: SearchBackend,
 ) -> Response:
-    resp = await backend.post("/recommendations", body.model_dump(mode="json"), _trace(request))
+    resp = await backend.post("/recommendations", body.model_dump(mode="json"))
     return _relay(resp)
 
 
@@ -113,9 +106,9 @@ async def recommendations(
     "`/v1/similar?q=a heist that goes wrong, told out of order&k=5`.",
 )
 async def similar_text(
-    request: Request, params: Annotated[SimilarTextParams, Query()], backend: SearchBackend
+    params: Annotated[SimilarTextParams, Query()], backend: SearchBackend
 ) -> Response:
-    return _relay(await backend.get("/similar", _query(params), _trace(request)))
+    return _relay(await backend.get("/similar", _query(params)))
 
 
 @router.get(
@@ -126,10 +119,8 @@ async def similar_text(
     description="By TMDB popularity, with the usual filters. Example: "
     "`/v1/browse/trending?genres=Horror&min_rating=6.5&k=10`.",
 )
-async def trending(
-    request: Request, params: Annotated[BrowseParams, Query()], backend: SearchBackend
-) -> Response:
-    return _relay(await backend.get("/browse/trending", _query(params), _trace(request)))
+async def trending(params: Annotated[BrowseParams, Query()], backend: SearchBackend) -> Response:
+    return _relay(await backend.get("/browse/trending", _query(params)))
 
 
 @router.get(
@@ -141,7 +132,5 @@ async def trending(
     "mean by as many votes as the catalog's median vote count, so a 10/10 from 3 votes does "
     "not win. Example: `/v1/browse/top-rated?genres=Animation&year_min=2000&k=10`.",
 )
-async def top_rated(
-    request: Request, params: Annotated[BrowseParams, Query()], backend: SearchBackend
-) -> Response:
-    return _relay(await backend.get("/browse/top-rated", _query(params), _trace(request)))
+async def top_rated(params: Annotated[BrowseParams, Query()], backend: SearchBackend) -> Response:
+    return _relay(await backend.get("/browse/top-rated", _query(params)))

@@ -7,6 +7,7 @@ key). The one-shot commands stay in the CLI (``marquee-ingest``).
 
 from __future__ import annotations
 
+import uuid
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
@@ -50,7 +51,12 @@ def create_app(settings: IngestSettings | None = None, *, poll_seconds: float = 
         service = SyncService(sync, schedule, poll_seconds=poll_seconds)
         app.state.sync_service = service
         checks["redis"] = redis.ping
-        seed = (lambda: ingest_demo(redis, settings)) if settings.sync_seed_demo else None
+        seed = (
+            # Its own run id on the entries, like every ingest run (request_id).
+            (lambda: ingest_demo(redis, settings, request_id=f"seed-{uuid.uuid4().hex[:12]}"))
+            if settings.sync_seed_demo
+            else None
+        )
         service.start(seed)
         log.info(
             "ingest_started",

@@ -32,7 +32,7 @@ from marquee_ingest.ingest import (
 )
 from marquee_ingest.settings import IngestSettings
 from marquee_ingest.sources import FILE_FORMATS, SourceFormatError, check_format
-from marquee_ingest.sync import SyncRun, SyncStatus, TmdbSync
+from marquee_ingest.sync import TmdbSync
 from marquee_ingest.tmdb import (
     LIST_SOURCES,
     MAX_LIST_PAGES,
@@ -40,6 +40,7 @@ from marquee_ingest.tmdb import (
     TmdbConfigError,
     TmdbError,
 )
+from marquee_shared.api import SyncRun, SyncStatus
 from marquee_shared.events import describe_validation_error
 from marquee_shared.logging import configure_logging
 
@@ -228,20 +229,27 @@ async def _run(args: argparse.Namespace, settings: IngestSettings) -> Summary:
         redis = await connect_redis(settings)
         try:
             with _progress_bar(args) as bar:
-                return await _dispatch(args, settings, redis, bar)
+                return await _dispatch(args, settings, redis, bar, run_id)
         finally:
             await redis.aclose()
 
 
 async def _dispatch(
-    args: argparse.Namespace, settings: IngestSettings, redis: Redis, bar: Progress
+    args: argparse.Namespace, settings: IngestSettings, redis: Redis, bar: Progress, run_id: str
 ) -> Summary:
+    # The run id goes on every stream entry (request_id), so the embedders' logs name the run.
     if args.command == "file":
         return await ingest_file(
-            args.path, redis, settings, fmt=args.format, limit=args.limit, progress=bar
+            args.path,
+            redis,
+            settings,
+            fmt=args.format,
+            limit=args.limit,
+            progress=bar,
+            request_id=run_id,
         )
     if args.command == "demo":
-        return await ingest_demo(redis, settings, limit=args.limit, progress=bar)
+        return await ingest_demo(redis, settings, limit=args.limit, progress=bar, request_id=run_id)
     if args.command == "tmdb":
         async with TmdbClient.from_settings(settings) as tmdb:
             return await ingest_tmdb(
@@ -252,9 +260,10 @@ async def _dispatch(
                 list_source=args.list_source,
                 pages=args.pages,
                 progress=bar,
+                request_id=run_id,
             )
     assert args.command == "delete"
-    return await delete_movies(args.ids, redis, settings)
+    return await delete_movies(args.ids, redis, settings, request_id=run_id)
 
 
 def _progress_bar(args: argparse.Namespace) -> Any:

@@ -72,11 +72,13 @@ async def ingest_file(
     limit: int | None = None,
     source: str | None = None,
     progress: Progress | None = None,
+    request_id: str | None = None,
 ) -> Summary:
     """Publish a catalog file (JSONL, catalog CSV or TMDB 5000 CSV; see ``sources``).
 
     ``limit`` reads only the first N records (valid or not). Raises ``SourceFormatError`` before
     publishing anything when the file's format is unknown or its header is wrong.
+    ``request_id`` (the run's id; every function here takes it) goes on each stream entry.
     """
     path = Path(path)
     records = read_records(path, fmt)
@@ -93,6 +95,7 @@ async def ingest_file(
             progress=progress,
             catalog=PublishedCatalog.for_stream(redis, settings.catalog_stream),
             max_backlog=settings.max_backlog,
+            request_id=request_id,
         )
         _log_summary(summary)
     return summary
@@ -104,6 +107,7 @@ async def ingest_demo(
     *,
     limit: int | None = None,
     progress: Progress | None = None,
+    request_id: str | None = None,
 ) -> Summary:
     """Publish the demo catalog bundled with the package (``data/demo_catalog.jsonl``)."""
     resource = importlib.resources.files("marquee_ingest").joinpath("data", DEMO_CATALOG)
@@ -112,7 +116,14 @@ async def ingest_demo(
         if not path.is_file():
             raise FileNotFoundError(f"the demo catalog is missing from the package: {path}")
         return await ingest_file(
-            path, redis, settings, fmt="jsonl", limit=limit, source=DEMO_SOURCE, progress=progress
+            path,
+            redis,
+            settings,
+            fmt="jsonl",
+            limit=limit,
+            source=DEMO_SOURCE,
+            progress=progress,
+            request_id=request_id,
         )
 
 
@@ -125,6 +136,7 @@ async def ingest_tmdb(
     list_source: ListSource = "popular",
     pages: int = 1,
     progress: Progress | None = None,
+    request_id: str | None = None,
 ) -> Summary:
     """Fetch movies from TMDB and publish them as they arrive.
 
@@ -149,12 +161,15 @@ async def ingest_tmdb(
             progress=progress,
             catalog=PublishedCatalog.for_stream(redis, settings.catalog_stream),
             max_backlog=settings.max_backlog,
+            request_id=request_id,
         )
         _log_summary(summary)
     return summary
 
 
-async def delete_movies(ids: Iterable[int], redis: Redis, settings: IngestSettings) -> Summary:
+async def delete_movies(
+    ids: Iterable[int], redis: Redis, settings: IngestSettings, *, request_id: str | None = None
+) -> Summary:
     """Publish a ``MovieDeleted`` per id."""
     summary = await publish_deletions(
         redis,
@@ -164,6 +179,7 @@ async def delete_movies(ids: Iterable[int], redis: Redis, settings: IngestSettin
         batch_size=settings.publish_batch_size,
         catalog=PublishedCatalog.for_stream(redis, settings.catalog_stream),
         max_backlog=settings.max_backlog,
+        request_id=request_id,
     )
     _log_summary(summary)
     return summary

@@ -83,6 +83,7 @@ async def publish_movies(
     progress: Progress | None = None,
     catalog: PublishedCatalog | None = None,
     max_backlog: int | None = None,
+    request_id: str | None = None,
 ) -> Summary:
     """Publish a ``MovieFetched`` per valid movie; report the rest in the summary.
 
@@ -97,6 +98,7 @@ async def publish_movies(
     ``catalog`` records each published movie's content hash once its batch is on the stream
     (catalog size in ``/v1/stats``; the sync compares against it). ``max_backlog`` makes each
     batch wait while the embedders are that many events behind (backpressure).
+    ``request_id`` (the run's id) rides on every entry, so the embedders' logs name the run.
     """
     started = time.perf_counter()
     summary = Summary(source=source, stream=stream)
@@ -107,7 +109,12 @@ async def publish_movies(
         if not events:
             return
         entry_ids = await publish_events(
-            redis, events, stream=stream, pipeline_size=batch_size, max_backlog=max_backlog
+            redis,
+            events,
+            stream=stream,
+            pipeline_size=batch_size,
+            max_backlog=max_backlog,
+            request_id=request_id,
         )
         if catalog is not None:
             await catalog.record(e.movie for e in events)
@@ -157,6 +164,7 @@ async def publish_deletions(
     batch_size: int = PIPELINE_SIZE,
     catalog: PublishedCatalog | None = None,
     max_backlog: int | None = None,
+    request_id: str | None = None,
 ) -> Summary:
     """Publish a ``MovieDeleted`` per distinct id; ids the contract rejects are reported.
 
@@ -180,6 +188,7 @@ async def publish_deletions(
             stream=stream,
             pipeline_size=batch_size,
             max_backlog=max_backlog,
+            request_id=request_id,
         )
         if catalog is not None:
             await catalog.forget(events)

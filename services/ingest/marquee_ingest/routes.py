@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
 from marquee_ingest.service import SyncBusyError, SyncNotConfiguredError, SyncService
-from marquee_ingest.sync import SyncStatus
+from marquee_shared.api import SyncStarted, SyncStatus
 
 router = APIRouter(prefix="/admin")
 
@@ -23,14 +23,6 @@ Service = Annotated[SyncService, Depends(_service)]
 
 class ErrorResponse(BaseModel):
     detail: str
-
-
-class SyncStarted(BaseModel):
-    run_id: str = Field(
-        description="Find the run under last_run (or current_run) in the status.",
-        examples=["3f9c2a1b7d4e"],
-    )
-    instance: str = Field(description="The ingest instance running it.")
 
 
 CONFLICT: dict[int | str, dict[str, Any]] = {

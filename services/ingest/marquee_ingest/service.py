@@ -14,14 +14,16 @@ import structlog
 from redis.exceptions import RedisError
 
 from marquee_ingest.lock import lock_holder
-from marquee_ingest.sync import SyncRun, SyncStatus, utc_now
+from marquee_ingest.sync import utc_now
+from marquee_shared.api import SyncRun, SyncStatus
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
     from datetime import datetime
 
     from marquee_ingest.schedule import Schedule
-    from marquee_ingest.sync import TmdbSync, Trigger
+    from marquee_ingest.sync import TmdbSync
+    from marquee_shared.api import SyncTrigger
 
 log = structlog.get_logger(__name__)
 
@@ -81,7 +83,7 @@ class SyncService:
         """A sync started by this instance is in progress."""
         return self._busy
 
-    async def trigger(self, trigger: Trigger = "admin") -> str:
+    async def trigger(self, trigger: SyncTrigger = "admin") -> str:
         """Start a sync now in the background; its run id (to find it in the status)."""
         if not self.sync.configured:
             raise SyncNotConfiguredError(
@@ -112,7 +114,7 @@ class SyncService:
     # -- internals ----------------------------------------------------------------------------
 
     async def _run(
-        self, trigger: Trigger, *, run_id: str | None = None, due: datetime | None = None
+        self, trigger: SyncTrigger, *, run_id: str | None = None, due: datetime | None = None
     ) -> SyncRun:
         """Run one sync; the caller has set ``_busy``, which this clears when done."""
         try:

@@ -24,11 +24,10 @@ import uuid
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as dtime
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 import structlog
 from prometheus_client import Counter, Gauge, Histogram
-from pydantic import AwareDatetime, BaseModel, Field
 from redis.exceptions import RedisError
 
 from marquee_ingest.lock import LockLostError, RedisLock, lock_holder
@@ -42,6 +41,7 @@ from marquee_ingest.tmdb import (
     MovieGone,
     TmdbError,
 )
+from marquee_shared.api import SyncRun, SyncStatus, SyncTrigger
 from marquee_shared.events import Movie, MovieDeleted, MovieFetched
 from marquee_shared.streams import batched, publish_events
 
@@ -57,9 +57,6 @@ log = structlog.get_logger(__name__)
 
 SOURCE = "tmdb"
 SHOWN_INVALID = 20
-
-Trigger = Literal["schedule", "admin", "cli"]
-Outcome = Literal["running", "succeeded", "failed", "skipped"]
 
 RUNS = Counter("marquee_ingest_sync_runs_total", "Sync runs by outcome", ["outcome"])
 EVENTS = Counter("marquee_ingest_sync_events_total", "Events the sync published", ["type"])
@@ -87,62 +84,6 @@ def midnight(day: date) -> datetime:
 
 class SyncError(Exception):
     """The run cannot go on as configured; the message says what to change."""
-
-
-class SyncRun(BaseModel):
-    """One run: what it covered and what it did. Also the progress of a run in flight."""
-
-    run_id: str = Field(examples=["3f9c2a1b7d4e"])
-    trigger: Trigger
-    instance: str = Field(description="The ingest instance that ran it.")
-    outcome: Outcome = "running"
-    reason: str | None = Field(default=None, description="Why it was skipped or failed.")
-    mode: Literal["initial", "incremental"] | None = None
-    started_at: AwareDatetime
-    finished_at: AwareDatetime | None = None
-    window_start: date | None = Field(default=None, description="First day of changes read.")
-    window_end: date | None = Field(default=None, description="Last day of changes read.")
-    listed: int = Field(default=0, description="Ids TMDB listed as changed (or in the list).")
-    fetched: int = Field(default=0, description="Movies fetched with details.")
-    published_fetched: int = Field(default=0, description="movie.fetched events published.")
-    published_deleted: int = Field(default=0, description="movie.deleted events published.")
-    unchanged: int = Field(default=0, description="Fetched, same content: nothing published.")
-    gone_unknown: int = Field(
-        default=0, description="Gone from TMDB but never published by ingest: nothing to delete."
-    )
-    invalid: int = Field(default=0, description="Unusable TMDB records (reported, skipped).")
-    invalid_records: list[str] = Field(default_factory=list, description="The first few.")
-    requests: int = Field(default=0, description="TMDB requests sent, retries included.")
-    capped: bool = Field(
-        default=False, description="Stopped at the request cap; the next run carries on."
-    )
-    watermark: AwareDatetime | None = Field(
-        default=None, description="The watermark after this run."
-    )
-
-
-class SyncStatus(BaseModel):
-    """Where the TMDB sync stands, as every instance sees it (the state lives in Redis)."""
-
-    instance: str = Field(description="The ingest instance answering.")
-    configured: bool = Field(description="TMDB credentials are set: syncs can run.")
-    schedule: str | None = Field(description="The schedule, or null when off.")
-    next_run_at: AwareDatetime | None = Field(
-        default=None, description="When this instance's scheduler runs the next sync."
-    )
-    running: bool = Field(description="Some instance holds the sync lock.")
-    running_on: str | None = Field(default=None, description="Which instance holds it.")
-    current_run: SyncRun | None = Field(default=None, description="Progress of that run.")
-    watermark: AwareDatetime | None = Field(
-        default=None, description="Changes up to here are published."
-    )
-    last_started_at: AwareDatetime | None = None
-    last_finished_at: AwareDatetime | None = None
-    last_success_at: AwareDatetime | None = None
-    last_error: str | None = None
-    last_error_at: AwareDatetime | None = None
-    last_run: SyncRun | None = None
-    catalog_size: int = Field(description="Live movies ingest has published (not deleted).")
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,7 +197,7 @@ class TmdbSync:
 
     async def run_once(
         self,
-        trigger: Trigger,
+        trigger: SyncTrigger,
         *,
         run_id: str | None = None,
         due: datetime | None = None,
@@ -525,6 +466,7 @@ class _Step:
                 # Backpressure: wait while the embedders are this far behind (the lock is
                 # renewed meanwhile).
                 max_backlog=self.settings.max_backlog,
+                request_id=run.run_id,  # the embedders log which sync published it
             )
         # Only now, with the events on the stream, is the record updated (see PublishedCatalog).
         await self.sync.catalog.record(changed)

@@ -9,7 +9,7 @@ import pytest
 from redis.asyncio import Redis
 
 from marquee_explainer.cache import PREFIX, ExplanationCache, cache_key
-from marquee_explainer.models import Explanation
+from marquee_shared.api import Explanation
 
 pytestmark = pytest.mark.integration
 

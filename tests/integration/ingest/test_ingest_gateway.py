@@ -17,12 +17,12 @@ from redis.asyncio import Redis
 from marquee_embedder.indexer import CatalogIndexer
 from marquee_embedder.ledger import Ledger
 from marquee_gateway.app import create_app as create_gateway
-from marquee_gateway.routes_admin import SyncStatus
 from marquee_gateway.settings import GatewaySettings
 from marquee_ingest.app import create_app as create_ingest
 from marquee_ingest.settings import IngestSettings
 from marquee_search.app import create_app as create_search
 from marquee_search.settings import SearchSettings
+from marquee_shared.api import SyncStatus
 from marquee_shared.chroma import open_collection
 from marquee_shared.events import CATALOG_STREAM, DEAD_LETTER_STREAM, decode_event
 from tests.fakes.tmdb import FakeTmdb

@@ -104,6 +104,18 @@ async def test_first_sync_is_a_bounded_initial_load(
     assert status.last_run is not None and status.last_run.run_id == run.run_id
 
 
+async def test_every_entry_a_sync_publishes_carries_its_run_id(
+    make_sync: MakeSync, redis: Redis
+) -> None:
+    run = await make_sync(sync_initial_pages=1).run_once("admin")
+
+    assert run.outcome == "succeeded", run.reason
+    entries = await redis.xrange(CATALOG_STREAM)
+    assert len(entries) == run.published_fetched > 0
+    # request_id beside event: the embedders log which run published what they apply.
+    assert {fields[b"request_id"] for _, fields in entries} == {run.run_id.encode()}
+
+
 # -- a changes window -------------------------------------------------------------------------
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from marquee_explainer.facts import decade, fact_mentioned, query_decades, stem
-from marquee_explainer.models import Fact
+from marquee_shared.api import Fact
 from tests.unit.explainer.conftest import (
     ALIEN,
     DUEL,
