@@ -187,9 +187,12 @@ def test_the_palette_keeps_focus_and_gives_it_back(page: Page) -> None:
         assert dialog.evaluate("d => d.contains(document.activeElement)")
     page.keyboard.press("Shift+Tab")
     assert dialog.evaluate("d => d.contains(document.activeElement)")
+    # The page behind is out of reach (and of the accessibility tree) while the dialog is open.
+    assert page.locator("main").evaluate("m => m.inert")
     page.keyboard.press("Escape")
     expect(dialog).to_be_hidden()
     expect(trigger).to_be_focused()
+    assert not page.locator("main").evaluate("m => m.inert")
 
     page.keyboard.press("Meta+k")  # Cmd+K on a Mac
     expect(dialog).to_be_visible()

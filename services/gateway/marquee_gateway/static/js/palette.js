@@ -78,6 +78,7 @@ export function createPalette({ navigate }) {
     opener = document.activeElement;
     backdrop.hidden = false;
     document.body.classList.add("modal-open");
+    setBackgroundInert(true);
     if (initial) input.value = initial;
     input.focus();
     input.select();
@@ -91,6 +92,7 @@ export function createPalette({ navigate }) {
     search.cancel();
     backdrop.hidden = true;
     document.body.classList.remove("modal-open");
+    setBackgroundInert(false);
     input.setAttribute("aria-expanded", "false");
     input.removeAttribute("aria-activedescendant");
     (opener && document.contains(opener) ? opener : document.getElementById("search-trigger")).focus();
@@ -232,6 +234,13 @@ export function createPalette({ navigate }) {
     }
   });
   return { open, close, isOpen };
+}
+
+/** The page behind the dialog: out of reach of Tab, clicks and screen readers while open. */
+function setBackgroundInert(inert) {
+  for (const el of document.querySelectorAll("body > header, body > main, body > footer, .skip-link")) {
+    el.inert = inert;
+  }
 }
 
 function clip(text, n) {
