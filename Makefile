@@ -9,13 +9,14 @@ PACKAGES := shared services/ingest services/embedder services/search services/ex
 # Reinstall only when a dependency declaration changed.
 STAMP := $(VENV)/.installed-$(shell cat $(addsuffix /pyproject.toml,$(PACKAGES)) requirements-dev.txt constraints.txt 2>/dev/null | sha1sum | cut -c1-12)
 
-.PHONY: install run test lint typecheck format clean-data help eval
+.PHONY: install run test lint typecheck format clean-data help eval bench
 
 help:
 	@echo "make run [EMBEDDERS=N]   start everything locally and ingest the demo catalog"
 	@echo "make test                install what is missing and run the whole test suite"
 	@echo "make lint / typecheck    ruff / mypy strict"
 	@echo "make eval                search and recommendation quality on ../shared/data (docs/evaluation.md)"
+	@echo "make bench               performance benchmarks, under 15 minutes (docs/performance.md; needs wrk)"
 
 install: $(STAMP)
 
@@ -40,6 +41,10 @@ eval: install
 	$(BIN)/python bench/eval_search.py --write
 	$(BIN)/python bench/filters.py --write
 	$(BIN)/python bench/eval_recs.py --write
+
+# Throughput, freshness, search under load, memory (issue 6); results in bench/results/.
+bench: install
+	$(BIN)/python bench/run_all.py $(ARGS)
 
 lint: install
 	$(BIN)/ruff check .

@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import os
 import platform
 import sys
 import time
@@ -60,9 +61,20 @@ def file_hash(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
 
 
+def backend() -> str:
+    """The embedding backend evaluated: MARQUEE_SEARCH_BACKEND (``--backend`` sets it), else
+    the services' default."""
+    from marquee_search.settings import SearchSettings
+
+    return str(SearchSettings().backend)
+
+
 def data_dir() -> Path:
-    """The cache of one catalog version: its Chroma data, query vectors, results."""
-    return EVAL_DIR / file_hash(CATALOG_CSV)
+    """The cache of one catalog version and backend: its Chroma data, query vectors, results.
+    torch and onnx give the same vectors (cosine 1.000), so they share one cache."""
+    name = file_hash(CATALOG_CSV)
+    chosen = backend()
+    return EVAL_DIR / (name if chosen in ("torch", "onnx") else f"{name}-{chosen}")
 
 
 def load_catalog() -> dict[int, Any]:
@@ -97,9 +109,8 @@ def get_encoder() -> Any:
     """The model as the services load it (their default backend)."""
     from marquee_embedder.encoder import load_encoder
     from marquee_embedder.settings import default_model_path
-    from marquee_search.settings import SearchSettings
 
-    return load_encoder(default_model_path(), SearchSettings().backend)
+    return load_encoder(default_model_path(), backend())  # type: ignore[arg-type]
 
 
 def encode_cached(texts: list[str], name: str, encoder_box: dict[str, Any]) -> np.ndarray:
@@ -190,8 +201,6 @@ async def ensure_index(
 
 
 def machine() -> str:
-    import os
-
     return f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
@@ -395,7 +404,7 @@ async def main(args: argparse.Namespace) -> int:
         engine = SearchEngine(collection, encoder_box.get("encoder"), len(queries) + 10, sync)
         for q, v in zip(queries, vectors, strict=True):
             engine.remember_query_vector(q.text, v)
-        chosen = tune_q if args.tune else report_q
+        chosen = queries if args.all_queries else tune_q if args.tune else report_q
         runs = await rank_all(engine, chosen)
         await check_engine_agrees(engine, runs, chosen)
         if args.tune:
@@ -412,6 +421,20 @@ async def main(args: argparse.Namespace) -> int:
             ),
         }
     elapsed = time.perf_counter() - started
+    if args.results:
+        # A side run (e.g. another backend): its own file; search.json and the docs are left
+        # to the default backend's run.
+        args.results.parent.mkdir(parents=True, exist_ok=True)
+        args.results.write_text(
+            json.dumps(
+                {"backend": backend(), "split": "all" if args.all_queries else "report"}
+                | {"queries": len(chosen)}
+                | {"metrics": table, "machine": machine(), "seconds": round(elapsed)},
+                indent=1,
+            )
+        )
+        print(json.dumps(table, indent=1))
+        return 0
     write_search_report(table, len(chosen), len(tune_q), engine.tuning, elapsed, args.write)
     return 0
 
@@ -463,7 +486,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--index-only", action="store_true", help="build the cached index only")
     parser.add_argument("--tune", action="store_true", help="grid-search on the tune split")
     parser.add_argument("--write", action="store_true", help="update docs/evaluation.md")
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--backend",
+        choices=("torch", "onnx", "onnx-int8"),
+        help="embedding backend (default: the services' default, MARQUEE_SEARCH_BACKEND)",
+    )
+    parser.add_argument(
+        "--all-queries", action="store_true", help="every tomt_dev query, not the report split"
+    )
+    parser.add_argument(
+        "--results", type=Path, help="also write the metrics as JSON here (e.g. for run_all)"
+    )
+    args = parser.parse_args(argv)
+    if args.backend:
+        os.environ["MARQUEE_SEARCH_BACKEND"] = args.backend
+    return args
 
 
 if __name__ == "__main__":

@@ -70,8 +70,9 @@ def encoder():  # type: ignore[no-untyped-def]
     from marquee_embedder.encoder import load_encoder
     from marquee_embedder.settings import default_model_path
 
-    # The services' default backend, with the ONNX export cached under the session's temp dir
-    # on first use (the export path is exercised by every test run).
+    # ONNX fp32, exported on first use and cached (the export path is exercised by every test
+    # run): the reference test_backends holds the services' int8 default to. Tests hand this
+    # one encoder to both embedder and search, so their vectors always match.
     return load_encoder(default_model_path(), "onnx", cache_dir=_onnx_cache())
 
 

@@ -4,9 +4,10 @@ three interchangeable backends:
 * ``torch``: sentence-transformers as shipped (fp32).
 * ``onnx``: the same weights exported to ONNX and run by onnxruntime (fp32). Same vectors as
   torch (cosine 1.000), much less per-call overhead: 2-3x faster on short queries.
-* ``onnx-int8``: dynamic int8 quantization of the MatMuls, per channel (per-tensor loses too
-  much: mean cosine 0.95 against fp32, per channel 0.99). About 2x the document throughput on
-  CPUs with AVX-512 VNNI.
+* ``onnx-int8`` (the services' default): dynamic int8 quantization of the MatMuls, per channel
+  (per-tensor loses too much: mean cosine 0.95 against fp32, per channel 0.99). About 2x the
+  document throughput on CPUs with AVX-512 VNNI; recall@10 on all of tomt_dev within half a
+  point of fp32 (bench/run_all.py --quality, docs/performance.md).
 
 The ONNX files are exported offline from the packaged weights on first use and cached (a file
 lock keeps replicas that start together from exporting twice). sentence-transformers' own ONNX
@@ -259,7 +260,7 @@ def _quantize(fp32: Path, target: Path) -> None:
 
 def load_encoder(
     model_path: Path,
-    backend: Backend = "onnx",
+    backend: Backend = "onnx-int8",
     *,
     threads: int | None = None,
     cache_dir: Path | None = None,

@@ -40,9 +40,11 @@ class EmbedderSettings(CommonSettings):
     poll_ms: PositiveInt = Field(default=1000, description="XREADGROUP BLOCK timeout.")
     model_path: Path = Field(default_factory=default_model_path)
     backend: Backend = Field(
-        default="onnx",
-        description="Model runtime: torch, onnx (fp32, same vectors as torch, faster per call) or "
-        "onnx-int8 (about 2x the throughput on AVX-512 VNNI, cosine 0.99 to fp32).",
+        default="onnx-int8",
+        description="Model runtime: onnx-int8 (the default: the fastest whose quality holds, about "
+        "2x fp32's throughput on AVX-512 VNNI, cosine 0.99 to fp32, tomt_dev recall@10 within "
+        "half a point; docs/performance.md), onnx (fp32, the same vectors as torch) or torch. "
+        "Keep it the same as search's, so queries and documents are embedded alike.",
     )
     onnx_cache_dir: Path | None = Field(
         default=None,

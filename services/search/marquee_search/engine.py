@@ -10,10 +10,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-import anyio.to_thread
 import numpy as np
 from prometheus_client import Counter
 
+from marquee_search.batching import QueryBatcher
 from marquee_search.hybrid import DEFAULT_FUSION, FusionParams, fuse
 from marquee_search.keyword import DEFAULT_BM25, Bm25Params
 from marquee_search.taste import DEFAULT_TASTE, Recommendations, TasteParams, recommend
@@ -186,6 +186,7 @@ class SearchEngine:
     ) -> None:
         self._collection = collection
         self._encoder = encoder
+        self._batcher = QueryBatcher(encoder)
         self._cache = QueryVectorCache(cache_size)
         self._sync = sync
         self.tuning = tuning or Tuning()
@@ -204,7 +205,7 @@ class SearchEngine:
         key = " ".join(text.lower().split())
         vector = self._cache.get(key)
         if vector is None:
-            vector = (await anyio.to_thread.run_sync(self._encoder.encode, [text]))[0]
+            vector = await self._batcher.encode(text)
             self._cache.put(key, vector)
         return vector
 
@@ -227,9 +228,9 @@ class SearchEngine:
             return mode, [hit_from_record(n.metadata, n.similarity) for n in found]
         if mode == "keyword":
             ranked = self.keyword_ranking(q, k, filters)
-            return mode, await self._hits(ranked, {})
+            return mode, await self._hits(ranked, {}, filters)
         ranked, known = await self.hybrid_ranking(q, k, filters)
-        return mode, await self._hits(ranked, known)
+        return mode, await self._hits(ranked, known, filters)
 
     def keyword_ranking(self, q: str, k: int, filters: MovieFilters) -> list[tuple[int, float]]:
         mirror = self._require_mirror()
@@ -242,12 +243,18 @@ class SearchEngine:
         depth = max(fusion.depth, k)
         encoding = asyncio.ensure_future(self.embed_query(q))
         keyword = self.keyword_ranking(q, depth, filters)  # while the model encodes
-        dense = await self.nearest(await encoding, depth, filters)
+        # Ids and distances only: the fusion needs no more, and the records of the few kept
+        # are read afterwards. Shipping a hundred records (overviews, cast) to keep ten cost
+        # three times the query itself (bench/results/search_load.md, "where the time goes").
+        dense = await self.nearest(await encoding, depth, filters, metadata=False)
         fused = fuse([(n.tmdb_id, n.similarity) for n in dense], keyword, fusion)
-        return fused[:k], {n.tmdb_id: n.metadata for n in dense}
+        return fused[:k], {}
 
     async def _hits(
-        self, ranked: Sequence[tuple[int, float]], known: Mapping[int, Mapping[str, Any]]
+        self,
+        ranked: Sequence[tuple[int, float]],
+        known: Mapping[int, Mapping[str, Any]],
+        filters: MovieFilters | None = None,
     ) -> list[MovieHit]:
         missing = [i for i, _ in ranked if i not in known]
         found = dict(known)
@@ -257,6 +264,10 @@ class SearchEngine:
             )
             for md in got["metadatas"] or []:
                 found[int(md["tmdb_id"])] = md  # type: ignore[arg-type]
+        if filters is not None and not filters.is_empty():
+            # Ranked on the mirror's columns; the stored record has the last word, should the
+            # mirror lag behind an update.
+            found = {i: md for i, md in found.items() if metadata_passes(filters, md)}
         # A movie deleted from Chroma before this replica heard of it is simply left out.
         return [hit_from_record(found[i], s) for i, s in ranked if i in found]
 
@@ -273,6 +284,7 @@ class SearchEngine:
         *,
         exclude: frozenset[int] = frozenset(),
         vectors: bool = False,
+        metadata: bool = True,
     ) -> list[Neighbour]:
         """The ``n`` nearest movies passing the filters, none of ``exclude``.
 
@@ -281,7 +293,9 @@ class SearchEngine:
         and the vectors of the few kept are read by id, instead of shipping a vector and a
         record for every excluded movie too.
         """
-        found = await self._filtered(vector, n + len(exclude), filters, metadata=not vectors)
+        found = await self._filtered(
+            vector, n + len(exclude), filters, metadata=metadata and not vectors
+        )
         kept = [x for x in found if x.tmdb_id not in exclude][:n]
         if not vectors:
             return kept
