@@ -52,11 +52,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
+# The project's own code and test support (the real explainer, indexer and fake API).
+import benchlib  # noqa: E402
 import httpx  # noqa: E402
 from redis.asyncio import Redis  # noqa: E402
 
-# The project's own code and test support (the real explainer, indexer and fake API).
-import devstack  # noqa: E402
 from marquee_embedder.encoder import DIMENSIONS, load_encoder  # noqa: E402
 from marquee_embedder.indexer import CatalogIndexer  # noqa: E402
 from marquee_embedder.ledger import Ledger  # noqa: E402
@@ -450,22 +450,9 @@ async def run_generator(
 
 @contextlib.asynccontextmanager
 async def servers(data_dir: Path) -> AsyncIterator[tuple[str, str]]:
-    logs = data_dir / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    redis_port, chroma_port = devstack.free_port(), devstack.free_port()
-    redis = devstack.redis_proc(redis_port, data_dir / "redis", logs, persistent=False)
-    chroma = devstack.chroma_proc(chroma_port, data_dir / "chroma", logs)
-    redis_url = f"redis://127.0.0.1:{redis_port}/0"
-    chroma_url = f"http://127.0.0.1:{chroma_port}"
-    try:
-        redis.start()
-        redis.wait_until(lambda: devstack.redis_answers(redis_url), "answering PING", 20)
-        chroma.start()
-        chroma.wait_until(lambda: devstack.http_ok(chroma_url + "/api/v2/heartbeat"), "up", 90)
-        yield redis_url, chroma_url
-    finally:
-        chroma.stop()
-        redis.stop()
+    """A throwaway redis-server and a Chroma server on the cached data dir; always stopped."""
+    with benchlib.stores(data_dir) as urls:
+        yield urls
 
 
 async def main(args: argparse.Namespace) -> int:

@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-import devstack  # noqa: E402
+import benchlib  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
 CATALOG_CSV = SHARED / "catalog" / "movies.csv"
@@ -87,22 +87,8 @@ def load_catalog() -> dict[int, Any]:
 @contextlib.asynccontextmanager
 async def servers(base: Path) -> AsyncIterator[tuple[str, str]]:
     """A throwaway redis-server and a Chroma server on the cached data dir; always stopped."""
-    logs = base / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    redis_port, chroma_port = devstack.free_port(), devstack.free_port()
-    redis = devstack.redis_proc(redis_port, base / "redis", logs, persistent=False)
-    chroma = devstack.chroma_proc(chroma_port, base / "chroma", logs)
-    redis_url = f"redis://127.0.0.1:{redis_port}/0"
-    chroma_url = f"http://127.0.0.1:{chroma_port}"
-    try:
-        redis.start()
-        redis.wait_until(lambda: devstack.redis_answers(redis_url), "answering PING", 20)
-        chroma.start()
-        chroma.wait_until(lambda: devstack.http_ok(chroma_url + "/api/v2/heartbeat"), "up", 120)
-        yield redis_url, chroma_url
-    finally:
-        chroma.stop()
-        redis.stop()
+    with benchlib.stores(base) as urls:
+        yield urls
 
 
 def get_encoder() -> Any:
