@@ -64,9 +64,20 @@ def create_app(
             )
         chroma, collection = await open_collection(settings.chroma_url, settings.chroma_collection)
         redis: Redis = Redis.from_url(str(settings.redis_url))
-        sync = IndexSync(collection, redis, settings.index_changes_stream)
+        sync = IndexSync(
+            collection,
+            redis,
+            settings.index_changes_stream,
+            vectors=settings.exact_max_movies > 0,
+        )
         following = asyncio.create_task(sync.run(), name="keyword-index-sync")
-        app.state.engine = SearchEngine(collection, model, settings.query_cache_size, sync)
+        app.state.engine = SearchEngine(
+            collection,
+            model,
+            settings.query_cache_size,
+            sync,
+            exact_max_movies=settings.exact_max_movies,
+        )
         checks.update(chroma=chroma.heartbeat, keyword_index=sync.ready)
         with contextlib.suppress(TimeoutError):
             # Small catalogs load in a second: serve complete answers from the first request.

@@ -3,7 +3,10 @@ filters, browsing and the popularity prior read (year, rating, votes, popularity
 genres), one row per movie.
 
 Chroma stays the source of truth; the mirror is rebuilt from it at startup and kept in step by
-the index changelog (marquee_search.sync). Vectors are not mirrored: they stay in Chroma.
+the index changelog (marquee_search.sync). With ``vectors`` the mirror also holds each movie's
+embedding (1.5 KiB per movie: 24 MB for the shared catalog), and dense queries are answered
+here exactly, by one matrix product with the filters as a mask, instead of by a Chroma round
+trip (docs/performance.md); large catalogs leave vectors in Chroma alone.
 """
 
 from __future__ import annotations
@@ -62,6 +65,9 @@ class CatalogMirror:
         self.popularity = np.zeros(0, np.float64)
         self.language = np.zeros(0, np.int32)
         self.genres = np.zeros(0, np.int64)
+        self.has_vector = np.zeros(0, bool)
+        self.vectors: NDArray[np.float32] | None = None
+        """Unit-length embeddings by row, allocated with the first one given."""
         self._grow(capacity)
 
     def __len__(self) -> int:
@@ -89,6 +95,10 @@ class CatalogMirror:
         self.popularity = np.concatenate([self.popularity, nan])
         self.language = np.concatenate([self.language, np.full(extra, -1, np.int32)])
         self.genres = np.concatenate([self.genres, np.zeros(extra, np.int64)])
+        self.has_vector = np.concatenate([self.has_vector, np.zeros(extra, bool)])
+        if self.vectors is not None:
+            pad = np.zeros((extra, self.vectors.shape[1]), np.float32)
+            self.vectors = np.concatenate([self.vectors, pad])
         self._free.extend(range(capacity - 1, self._capacity - 1, -1))
         self._capacity = capacity
 
@@ -125,19 +135,38 @@ class CatalogMirror:
         )
         self.genres[row] = self._genre_mask(movie.genres)
 
-    def upsert(self, movie: Movie, content_hash: str) -> None:
+    def _set_vector(self, row: int, vector: NDArray[np.float32] | None) -> None:
+        if vector is None:
+            self.has_vector[row] = False
+            return
+        v = np.asarray(vector, np.float32).ravel()
+        if self.vectors is None:
+            self.vectors = np.zeros((len(self.alive), len(v)), np.float32)
+        norm = float(np.linalg.norm(v))
+        # Unit length, so a dot product is the cosine similarity Chroma's cosine space ranks by.
+        self.vectors[row] = v / norm if norm > 0 else v
+        self.has_vector[row] = True
+
+    def upsert(
+        self, movie: Movie, content_hash: str, vector: NDArray[np.float32] | None = None
+    ) -> None:
         row = self._allocate(movie.tmdb_id)
         self._set_columns(row, movie)
+        self._set_vector(row, vector)
         self._hashes[movie.tmdb_id] = content_hash
         self.keyword.add(row, movie_fields(movie))
 
-    def bulk_load(self, movies: Iterable[tuple[Movie, str]]) -> None:
-        """Fill an empty mirror (the startup load and rebuilds)."""
+    def bulk_load(
+        self, movies: Iterable[tuple[Movie, str] | tuple[Movie, str, NDArray[np.float32] | None]]
+    ) -> None:
+        """Fill an empty mirror (the startup load and rebuilds): (movie, content hash[,
+        vector]) each."""
         assert not self._row_of, "bulk_load fills an empty mirror"
         docs = []
-        for movie, content_hash in movies:
+        for movie, content_hash, *vector in movies:
             row = self._allocate(movie.tmdb_id)
             self._set_columns(row, movie)
+            self._set_vector(row, vector[0] if vector else None)
             self._hashes[movie.tmdb_id] = content_hash
             docs.append((row, movie_fields(movie)))
         self.keyword.bulk_add(docs)
@@ -149,6 +178,7 @@ class CatalogMirror:
         self._hashes.pop(tmdb_id, None)
         self.keyword.remove(row)
         self.alive[row] = False
+        self.has_vector[row] = False
         self.tmdb_ids[row] = 0
         self._free.append(row)
         return True
@@ -184,6 +214,31 @@ class CatalogMirror:
             if row is not None:
                 keep[row] = False
         return keep
+
+    def vectors_complete(self) -> bool:
+        """Every movie here has its vector, so exact search over the mirror misses none."""
+        return self.vectors is not None and bool(np.all(self.has_vector[self.alive]))
+
+    def nearest(
+        self, vector: NDArray[np.float32], n: int, keep: NDArray[np.bool_] | None = None
+    ) -> list[tuple[int, float]]:
+        """Exact top ``n`` (tmdb id, cosine similarity) among ``keep`` (all when None), best
+        first; ties by id so that answers are stable."""
+        assert self.vectors is not None, "no vectors mirrored"
+        q = np.asarray(vector, np.float32).ravel()
+        norm = float(np.linalg.norm(q))
+        sims = self.vectors @ (q / norm if norm > 0 else q)
+        candidates = self.alive & self.has_vector
+        if keep is not None:
+            candidates = candidates & keep[: len(candidates)]
+        rows = np.flatnonzero(candidates)
+        if not len(rows) or n <= 0:
+            return []
+        n = min(n, len(rows))
+        scores = sims[rows]
+        part = np.argpartition(-scores, n - 1)[:n]
+        order = part[np.lexsort((self.tmdb_ids[rows[part]], -scores[part]))]
+        return [(int(self.tmdb_ids[rows[i]]), float(scores[i])) for i in order]
 
     def count(self, filters: MovieFilters) -> int:
         return int(self.mask(filters).sum())

@@ -40,8 +40,9 @@ if TYPE_CHECKING:
 
 FILTER_PATHS = Counter(
     "marquee_search_filtered_queries_total",
-    "Dense queries by how their filters ran: none, python (over-fetched and filtered here), "
-    "where (Chroma's filter), fallback (over-fetch fell short, then where)",
+    "Dense queries by how they ran: memory (exact, over this replica's mirrored vectors, "
+    "filters as a mask), none (Chroma, unfiltered), python (Chroma over-fetched, filtered "
+    "here), where (Chroma's filter), fallback (over-fetch fell short, then where)",
     ["path"],
 )
 
@@ -183,6 +184,8 @@ class SearchEngine:
         cache_size: int,
         sync: IndexSync | None = None,
         tuning: Tuning | None = None,
+        *,
+        exact_max_movies: int = 0,
     ) -> None:
         self._collection = collection
         self._encoder = encoder
@@ -190,6 +193,7 @@ class SearchEngine:
         self._cache = QueryVectorCache(cache_size)
         self._sync = sync
         self.tuning = tuning or Tuning()
+        self._exact_max = exact_max_movies
 
     @property
     def mirror(self) -> CatalogMirror | None:
@@ -309,7 +313,12 @@ class SearchEngine:
     async def _filtered(
         self, vector: Any, n: int, filters: MovieFilters, *, metadata: bool
     ) -> list[Neighbour]:
-        """Up to ``n`` nearest passing the filters, by the filter policy."""
+        """Up to ``n`` nearest passing the filters: exactly over the mirror's vectors when it
+        holds them all, else from Chroma by the filter policy."""
+        mirror = self.mirror
+        if mirror is not None and 0 < len(mirror) <= self._exact_max and mirror.vectors_complete():
+            FILTER_PATHS.labels("memory").inc()
+            return await self._exact(mirror, vector, n, filters, metadata=metadata)
         if filters.is_empty():
             FILTER_PATHS.labels("none").inc()
             return await self._query(vector, n, None, metadata=metadata)
@@ -331,6 +340,31 @@ class SearchEngine:
                 FILTER_PATHS.labels("fallback").inc()
         FILTER_PATHS.labels("where").inc()
         return await self._query(vector, n, build_where(filters), metadata=metadata)
+
+    async def _exact(
+        self,
+        mirror: CatalogMirror,
+        vector: Any,
+        n: int,
+        filters: MovieFilters,
+        *,
+        metadata: bool,
+    ) -> list[Neighbour]:
+        keep = None if filters.is_empty() else mirror.mask(filters)
+        # About a millisecond for 16k movies: cheaper inline than a hop to a thread.
+        found = [Neighbour(i, sim, {}) for i, sim in mirror.nearest(vector, n, keep)]
+        if not metadata or not found:
+            return found
+        got = await self._collection.get(
+            ids=[record_id(x.tmdb_id) for x in found], include=["metadatas"]
+        )
+        records = {int(i): md for i, md in zip(got["ids"], got["metadatas"] or [], strict=True)}
+        # The stored record has the last word, should the mirror lag behind an update.
+        return [
+            Neighbour(x.tmdb_id, x.similarity, records[x.tmdb_id])
+            for x in found
+            if x.tmdb_id in records and metadata_passes(filters, records[x.tmdb_id])
+        ]
 
     async def _over_fetch(
         self,

@@ -35,6 +35,13 @@ class SearchSettings(CommonSettings):
     query_cache_size: int = Field(
         default=4096, ge=0, description="Query vectors kept in memory (LRU); 0 disables."
     )
+    exact_max_movies: int = Field(
+        default=100_000,
+        ge=0,
+        description="Up to this many movies, each replica mirrors the vectors too (1.5 KiB a "
+        "movie) and answers dense queries exactly in memory, filters as a mask, instead of "
+        "asking Chroma; larger catalogs query Chroma's HNSW index. 0 always asks Chroma.",
+    )
     index_changes_stream: str = Field(
         default="marquee:index:v1:changes",
         description="The embedders' changelog of Chroma writes, tailed by every replica (plain "

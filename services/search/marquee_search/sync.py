@@ -22,6 +22,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
+import numpy as np
 import structlog
 from prometheus_client import Counter, Gauge
 
@@ -33,9 +34,13 @@ if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
     from chromadb.api.models.AsyncCollection import AsyncCollection
+    from numpy.typing import NDArray
     from redis.asyncio import Redis
 
     from marquee_shared.events import Movie
+
+    Record = tuple[Movie, str, NDArray[np.float32] | None]
+    """A movie as Chroma holds it: the record, its content hash, its vector if mirrored."""
 
 log = structlog.get_logger(__name__)
 
@@ -66,12 +71,15 @@ class IndexSync:
         *,
         block_ms: int = 1000,
         batch: int = 500,
+        vectors: bool = False,
     ) -> None:
         self._collection = collection
         self._redis = redis
         self._stream = stream
         self._block_ms = block_ms
         self._batch = batch
+        self._vectors = vectors
+        """Mirror the embeddings too (exact dense search in the replica)."""
         self.mirror: CatalogMirror | None = None
         self.position = "0-0"
         self.consumed = 0
@@ -93,11 +101,13 @@ class IndexSync:
         info = await self._stream_info()
         return as_text(info.get("last-generated-id", "0-0")), int(info.get("entries-added", 0))
 
-    async def _fetch(self, ids: Sequence[str]) -> list[tuple[Movie, str]]:
+    async def _fetch(self, ids: Sequence[str]) -> list[Record]:
         if not ids:  # Chroma refuses an empty id list
             return []
-        got = await self._collection.get(ids=list(ids), include=["metadatas"])
-        return await anyio.to_thread.run_sync(_parse, got["metadatas"] or [])
+        include: list[Any] = ["metadatas", "embeddings"] if self._vectors else ["metadatas"]
+        got = await self._collection.get(ids=list(ids), include=include)
+        embeddings = got.get("embeddings") if self._vectors else None
+        return await anyio.to_thread.run_sync(_parse, got["metadatas"] or [], embeddings)
 
     async def load(self) -> tuple[CatalogMirror, str, int]:
         """A fresh mirror of the whole collection, the changelog id to tail from and the
@@ -107,7 +117,7 @@ class IndexSync:
         # All ids first, then records by id: paging records by offset could skip one when a
         # delete shifts the offsets mid-read, and nothing would ever announce it again.
         ids: list[str] = (await self._collection.get(include=[]))["ids"]
-        records: list[tuple[Movie, str]] = []
+        records: list[Record] = []
         for i in range(0, len(ids), ID_PAGE):
             records.extend(await self._fetch(ids[i : i + ID_PAGE]))
         mirror = await anyio.to_thread.run_sync(_build, records)
@@ -169,7 +179,7 @@ class IndexSync:
                 wanted[int(as_text(raw))] = None
             except (TypeError, ValueError):
                 log.warning("index_change_ignored", fields=str(fields)[:200])
-        found = {m.tmdb_id: (m, h) for m, h in await self._fetch([record_id(i) for i in wanted])}
+        found = {r[0].tmdb_id: r for r in await self._fetch([record_id(i) for i in wanted])}
         for n, tmdb_id in enumerate(wanted, start=1):
             if n % YIELD_EVERY == 0:
                 # A bulk re-ingest arrives 500 entries a read: let searches run in between.
@@ -209,17 +219,20 @@ class IndexSync:
             raise RuntimeError(msg)
 
 
-def _parse(metadatas: Sequence[Mapping[str, Any]]) -> list[tuple[Movie, str]]:
-    records = []
-    for md in metadatas:
+def _parse(metadatas: Sequence[Mapping[str, Any]], embeddings: Any = None) -> list[Record]:
+    records: list[Record] = []
+    for i, md in enumerate(metadatas):
         try:
-            records.append((movie_from_metadata(md), str(md.get("content_hash", ""))))
+            movie = movie_from_metadata(md)
         except ValueError as exc:
             log.warning("record_not_indexed", error=str(exc)[:200])
+            continue
+        vector = None if embeddings is None else np.asarray(embeddings[i], np.float32)
+        records.append((movie, str(md.get("content_hash", "")), vector))
     return records
 
 
-def _build(records: Sequence[tuple[Movie, str]]) -> CatalogMirror:
+def _build(records: Sequence[Record]) -> CatalogMirror:
     mirror = CatalogMirror(capacity=max(1024, int(len(records) * 1.25)))
     mirror.bulk_load(records)
     return mirror

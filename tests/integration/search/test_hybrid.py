@@ -132,7 +132,7 @@ async def test_new_changed_and_deleted_movies_reach_both_replicas_without_restar
         await catalog.delete(4242)
         await eventually(lambda: both_find("glimmerhorn", None))
         await both_find("quintessa", None)
-        for url in replicas:  # and in hybrid mode, whose dense side reads Chroma directly
+        for url in replicas:  # and in hybrid mode, whose dense side reads the mirrored vectors
             assert 4242 not in await ids(url, q="glimmerhorn returns", k=5)
 
 
@@ -172,9 +172,10 @@ async def test_a_replica_that_fell_off_the_changelog_rebuilds_from_chroma(
     assert 77 not in sync.mirror
 
 
-async def test_both_filter_paths_agree(chroma_url, collection_name, redis, catalog, encoder):
-    """Over-fetch-and-filter (broad filters) and Chroma's where (selective ones) must return
-    the same movies: force each path on every filter case."""
+async def test_every_dense_path_agrees(chroma_url, collection_name, redis, catalog, encoder):
+    """Exact search over the mirrored vectors, Chroma with over-fetch-and-filter (broad
+    filters) and Chroma's where (selective ones) must return the same movies: force each path
+    on every filter case."""
     import httpx
 
     from marquee_search.engine import FilterPolicy, SearchEngine, Tuning
@@ -184,12 +185,19 @@ async def test_both_filter_paths_agree(chroma_url, collection_name, redis, catal
     sync.mirror, sync.position, sync.consumed = await sync.load()
     python = SearchEngine(collection, encoder, 16, sync, Tuning(filters=FilterPolicy(0.0)))
     where = SearchEngine(collection, encoder, 16, sync, Tuning(filters=FilterPolicy(2.0)))
+    with_vectors = IndexSync(collection, redis, CHANGES, vectors=True)
+    with_vectors.mirror, _, _ = await with_vectors.load()
+    assert with_vectors.mirror.vectors_complete()
+    exact = SearchEngine(collection, encoder, 16, with_vectors, exact_max_movies=10_000)
     vector = await python.embed_query("a frightening night in an isolated place")
     for case in FILTER_CASES:
         filters = MovieFilters.model_validate(case)
         by_python = [n.tmdb_id for n in await python.nearest(vector, 5, filters)]
         by_where = [n.tmdb_id for n in await where.nearest(vector, 5, filters)]
+        in_memory = await exact.nearest(vector, 5, filters)
         assert by_python == by_where, case
+        assert [n.tmdb_id for n in in_memory] == by_python, case
+        assert all(n.metadata["tmdb_id"] == n.tmdb_id for n in in_memory)
         assert all(_passes(i, case) for i in by_python)
         six = [n.tmdb_id for n in await python.nearest(vector, 6, filters)]
         # Excluding the first (as recommendations exclude seen movies) gives the next ones.
