@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import structlog
+from pydantic import BaseModel
+from starlette.responses import Response
 
 from marquee_shared.internal_auth import INTERNAL_TOKEN_HEADER
 from marquee_shared.requests import REQUEST_ID_HEADER
@@ -49,11 +51,10 @@ class Backend:
         self,
         path: str,
         params: Sequence[tuple[str, str]] | Mapping[str, Any] = (),
-        headers: Mapping[str, str] | None = None,
     ) -> BackendResponse:
         try:
             async with self._session.get(
-                self._base + path, params=params, headers=_traced(headers)
+                self._base + path, params=params, headers=_traced()
             ) as resp:
                 body = await resp.read()
         except (aiohttp.ClientError, TimeoutError) as exc:
@@ -66,7 +67,6 @@ class Backend:
         self,
         path: str,
         json: Any,
-        headers: Mapping[str, str] | None = None,
         timeout_s: float | None = None,
     ) -> BackendResponse:
         """Like ``get``, with a JSON body; ``timeout_s`` overrides the session's for slow calls
@@ -75,7 +75,7 @@ class Backend:
         timeout = aiohttp.ClientTimeout(total=timeout_s) if timeout_s else self._session.timeout
         try:
             async with self._session.post(
-                self._base + path, json=json, headers=_traced(headers), timeout=timeout
+                self._base + path, json=json, headers=_traced(), timeout=timeout
             ) as resp:
                 body = await resp.read()
         except (aiohttp.ClientError, TimeoutError) as exc:
@@ -113,11 +113,23 @@ def make_session(
     )
 
 
-def _traced(headers: Mapping[str, str] | None) -> dict[str, str]:
+def _traced() -> dict[str, str]:
     """The request's id on every hop, so one id ties the gateway's and the backend's log lines
     together (the middleware binds it, taken from the caller or generated)."""
-    out = dict(headers or {})
     request_id = structlog.contextvars.get_contextvars().get("request_id")
-    if request_id and REQUEST_ID_HEADER not in out:
-        out[REQUEST_ID_HEADER] = str(request_id)
-    return out
+    return {REQUEST_ID_HEADER: str(request_id)} if request_id else {}
+
+
+def relay(resp: BackendResponse) -> Response:
+    """The backend's JSON as it came: re-validating and re-serialising every result list would
+    double the hop's CPU cost for no gain (the backend validated it)."""
+    return Response(content=resp.body, status_code=resp.status, media_type="application/json")
+
+
+def query_pairs(params: BaseModel) -> list[tuple[str, str]]:
+    """Validated query parameters back into pairs for the hop (lists as repeated keys)."""
+    pairs: list[tuple[str, str]] = []
+    for key, value in params.model_dump(exclude_none=True).items():
+        values = value if isinstance(value, list) else [value]
+        pairs.extend((key, str(v)) for v in values)
+    return pairs

@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from marquee_gateway.backends import Backend, BackendResponse, BackendUnavailableError
+from marquee_gateway.backends import Backend, BackendUnavailableError, query_pairs, relay
 from marquee_gateway.settings import GatewaySettings
 from marquee_shared.api import (
     ErrorResponse,
@@ -80,22 +80,6 @@ def require_api_key(
         raise HTTPException(403, "invalid API key")
 
 
-def _forward(resp: BackendResponse) -> Response:
-    # Relay the backend's JSON bytes as-is: re-validating and re-serialising every result list
-    # would double the hop's CPU cost for no gain (the backend validated it).
-    return Response(content=resp.body, status_code=resp.status, media_type="application/json")
-
-
-def _params(model: BaseModel) -> list[tuple[str, str]]:
-    pairs: list[tuple[str, str]] = []
-    for key, value in model.model_dump(exclude_none=True).items():
-        if isinstance(value, list):
-            pairs.extend((key, str(v)) for v in value)
-        else:
-            pairs.append((key, str(value)))
-    return pairs
-
-
 BACKLOG_RETRY_AFTER_S = 10
 """Long enough for the embedders to apply a few hundred events (each replica does 15-30 a
 second on two cores, docs/operations.md), short enough that a paused publisher resumes soon."""
@@ -133,7 +117,7 @@ def _check_event_sizes(events: list[MovieFetched | MovieDeleted]) -> None:
     "Example: `/v1/search?q=a shark terrorizes a beach town&k=5&year_max=1990`.",
 )
 async def search(params: Annotated[SearchParams, Query()], backend: SearchBackend) -> Response:
-    return _forward(await backend.get("/search", _params(params)))
+    return relay(await backend.get("/search", query_pairs(params)))
 
 
 @router.get(
@@ -143,7 +127,7 @@ async def search(params: Annotated[SearchParams, Query()], backend: SearchBacken
     summary="One movie by TMDB id",
 )
 async def get_movie(tmdb_id: TmdbIdPath, backend: SearchBackend) -> Response:
-    return _forward(await backend.get(f"/movies/{tmdb_id}"))
+    return relay(await backend.get(f"/movies/{tmdb_id}"))
 
 
 @router.get(
@@ -157,7 +141,7 @@ async def similar(
     params: Annotated[SimilarParams, Query()],
     backend: SearchBackend,
 ) -> Response:
-    return _forward(await backend.get(f"/movies/{tmdb_id}/similar", _params(params)))
+    return relay(await backend.get(f"/movies/{tmdb_id}/similar", query_pairs(params)))
 
 
 class CatalogEventsRequest(BaseModel):

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Request, Response
 
-from marquee_gateway.backends import Backend, BackendResponse
+from marquee_gateway.backends import Backend, relay
 from marquee_shared.api import (
     ErrorResponse,
     Explanation,
@@ -65,11 +65,6 @@ def _explainer(request: Request) -> Backend:
 ExplainerBackend = Annotated[Backend, Depends(_explainer)]
 
 
-def _relay(resp: BackendResponse) -> Response:
-    # The explainer validated its answer; relay its JSON bytes as they are (as routes.py does).
-    return Response(content=resp.body, status_code=resp.status, media_type="application/json")
-
-
 @router.post(
     "/explanations",
     response_model=Explanation,
@@ -89,7 +84,7 @@ async def explain_taste(
     resp = await backend.post(
         "/explanations", body.model_dump(mode="json"), timeout_s=EXPLAIN_TIMEOUT_S
     )
-    return _relay(resp)
+    return relay(resp)
 
 
 @router.post(
@@ -108,4 +103,4 @@ async def explain_search_hit(
     resp = await backend.post(
         "/explanations/search-hit", body.model_dump(mode="json"), timeout_s=EXPLAIN_TIMEOUT_S
     )
-    return _relay(resp)
+    return relay(resp)

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Query, Request, Response
 
-from marquee_gateway.backends import Backend, BackendResponse
+from marquee_gateway.backends import Backend, query_pairs, relay
 from marquee_shared.api import (
     BrowseParams,
     BrowseResponse,
@@ -61,18 +61,6 @@ def _search(request: Request) -> Backend:
 SearchBackend = Annotated[Backend, Depends(_search)]
 
 
-def _relay(resp: BackendResponse) -> Response:
-    return Response(content=resp.body, status_code=resp.status, media_type="application/json")
-
-
-def _query(params: BrowseParams | SimilarTextParams) -> list[tuple[str, str]]:
-    pairs: list[tuple[str, str]] = []
-    for key, value in params.model_dump(exclude_none=True).items():
-        values = value if isinstance(value, list) else [value]
-        pairs.extend((key, str(v)) for v in values)
-    return pairs
-
-
 @router.post(
     "/recommendations",
     response_model=RecommendationResponse,
@@ -93,7 +81,7 @@ async def recommendations(
     backend: SearchBackend,
 ) -> Response:
     resp = await backend.post("/recommendations", body.model_dump(mode="json"))
-    return _relay(resp)
+    return relay(resp)
 
 
 @router.get(
@@ -108,7 +96,7 @@ async def recommendations(
 async def similar_text(
     params: Annotated[SimilarTextParams, Query()], backend: SearchBackend
 ) -> Response:
-    return _relay(await backend.get("/similar", _query(params)))
+    return relay(await backend.get("/similar", query_pairs(params)))
 
 
 @router.get(
@@ -120,7 +108,7 @@ async def similar_text(
     "`/v1/browse/trending?genres=Horror&min_rating=6.5&k=10`.",
 )
 async def trending(params: Annotated[BrowseParams, Query()], backend: SearchBackend) -> Response:
-    return _relay(await backend.get("/browse/trending", _query(params)))
+    return relay(await backend.get("/browse/trending", query_pairs(params)))
 
 
 @router.get(
@@ -133,4 +121,4 @@ async def trending(params: Annotated[BrowseParams, Query()], backend: SearchBack
     "not win. Example: `/v1/browse/top-rated?genres=Animation&year_min=2000&k=10`.",
 )
 async def top_rated(params: Annotated[BrowseParams, Query()], backend: SearchBackend) -> Response:
-    return _relay(await backend.get("/browse/top-rated", _query(params)))
+    return relay(await backend.get("/browse/top-rated", query_pairs(params)))
