@@ -355,11 +355,17 @@ class SearchEngine:
         found = [Neighbour(i, sim, {}) for i, sim in mirror.nearest(vector, n, keep)]
         if not metadata or not found:
             return found
+        return await self._with_records(found, filters)
+
+    async def _with_records(
+        self, found: Sequence[Neighbour], filters: MovieFilters
+    ) -> list[Neighbour]:
+        """``found`` with their stored records, less any whose record fails the filters: it
+        has the last word, should the mirror lag behind an update."""
         got = await self._collection.get(
             ids=[record_id(x.tmdb_id) for x in found], include=["metadatas"]
         )
         records = {int(i): md for i, md in zip(got["ids"], got["metadatas"] or [], strict=True)}
-        # The stored record has the last word, should the mirror lag behind an update.
         return [
             Neighbour(x.tmdb_id, x.similarity, records[x.tmdb_id])
             for x in found
@@ -390,15 +396,7 @@ class SearchEngine:
             kept = candidates[:n]
         else:
             head = candidates[: n + 10]
-            got = await self._collection.get(
-                ids=[record_id(x.tmdb_id) for x in head], include=["metadatas"]
-            )
-            records = {int(i): md for i, md in zip(got["ids"], got["metadatas"] or [], strict=True)}
-            kept = [
-                Neighbour(x.tmdb_id, x.similarity, records[x.tmdb_id])
-                for x in head
-                if x.tmdb_id in records and metadata_passes(filters, records[x.tmdb_id])
-            ][:n]
+            kept = (await self._with_records(head, filters))[:n]
             exhausted = exhausted and len(head) == len(candidates)
         return kept if len(kept) >= n or exhausted else None
 

@@ -41,6 +41,16 @@ def vector_of(text: str) -> list[float]:
     return [float(len(text)), float(sum(map(ord, text)))]
 
 
+async def first_pass_in_flight(
+    batcher: QueryBatcher, encoder: RecordingEncoder
+) -> asyncio.Future[NDArray[np.float32]]:
+    """Query "first", held inside the model until ``encoder.hold`` is set."""
+    encoder.hold.clear()
+    first = asyncio.ensure_future(batcher.encode("first"))
+    await asyncio.to_thread(encoder.started.wait, 5)
+    return first
+
+
 async def test_a_lone_query_is_encoded_at_once_and_alone() -> None:
     encoder = RecordingEncoder()
     batcher = QueryBatcher(encoder)
@@ -52,9 +62,7 @@ async def test_a_lone_query_is_encoded_at_once_and_alone() -> None:
 async def test_queries_arriving_during_a_pass_share_the_next_one() -> None:
     encoder = RecordingEncoder()
     batcher = QueryBatcher(encoder, max_batch=4)
-    encoder.hold.clear()
-    first = asyncio.ensure_future(batcher.encode("first"))
-    await asyncio.to_thread(encoder.started.wait, 5)
+    first = await first_pass_in_flight(batcher, encoder)
     later = [asyncio.ensure_future(batcher.encode(f"query {i}")) for i in range(6)]
     await asyncio.sleep(0.05)
     encoder.hold.set()
@@ -68,9 +76,7 @@ async def test_queries_arriving_during_a_pass_share_the_next_one() -> None:
 async def test_a_model_error_reaches_every_waiter_and_the_batcher_recovers() -> None:
     encoder = RecordingEncoder()
     batcher = QueryBatcher(encoder)
-    encoder.hold.clear()
-    first = asyncio.ensure_future(batcher.encode("first"))
-    await asyncio.to_thread(encoder.started.wait, 5)
+    first = await first_pass_in_flight(batcher, encoder)
     encoder.fail_next = True  # the pass in flight fails
     waiting = asyncio.ensure_future(batcher.encode("second"))
     encoder.hold.set()
@@ -83,9 +89,7 @@ async def test_a_model_error_reaches_every_waiter_and_the_batcher_recovers() -> 
 async def test_a_waiter_that_gives_up_does_not_disturb_the_others() -> None:
     encoder = RecordingEncoder()
     batcher = QueryBatcher(encoder)
-    encoder.hold.clear()
-    first = asyncio.ensure_future(batcher.encode("first"))
-    await asyncio.to_thread(encoder.started.wait, 5)
+    first = await first_pass_in_flight(batcher, encoder)
     gone = asyncio.ensure_future(batcher.encode("gone"))
     kept = asyncio.ensure_future(batcher.encode("kept"))
     await asyncio.sleep(0.01)
