@@ -80,6 +80,28 @@ def peak_rss_mb(pid: int) -> float | None:
     return None
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a live process (all its threads) has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    # utime and stime are fields 14 and 15 of proc(5); [0] here is field 3.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def pid_listening(port: int) -> int | None:
+    """The process whose command line carries ``--port <port>`` (how devstack starts servers)."""
+    wanted = ["--port", str(port)]
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if any(argv[i : i + 2] == wanted for i in range(len(argv) - 1)):
+            return int(proc.name)
+    return None
+
+
 def fresh_dir(name: str) -> Path:
     path = WORK / name
     shutil.rmtree(path, ignore_errors=True)

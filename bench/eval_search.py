@@ -357,7 +357,7 @@ async def check_engine_agrees(engine: Any, runs: Runs, queries: Sequence[Query])
     from marquee_shared.api import MovieFilters
 
     for i, q in enumerate(queries[:25]):
-        fused, _ = await engine.hybrid_ranking(q.text, 10, MovieFilters())
+        fused = await engine.hybrid_ranking(q.text, 10, MovieFilters())
         offline = hybrid(Runs([runs.dense[i]], [runs.keyword[i]]), engine.tuning.fusion)[0]
         assert [t for t, _ in fused] == offline[:10], f"engine and offline fusion differ on {q.qid}"
 

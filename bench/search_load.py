@@ -28,6 +28,7 @@ import asyncio
 import json
 import random
 import re
+import resource
 import secrets
 import shutil
 import statistics
@@ -105,8 +106,16 @@ def write_paths(
 
 
 def wrk(
-    url: str, paths: Path, connections: int, seconds: float, offset: int, headers: dict[str, str]
+    url: str,
+    paths: Path,
+    connections: int,
+    seconds: float,
+    offset: int,
+    headers: dict[str, str],
+    pids: dict[str, int] | None = None,
 ) -> dict[str, Any]:
+    """One closed-loop cell; with ``pids``, also the CPU each of those processes (and wrk)
+    spent per answered request during it: where the 2 cores go."""
     script = paths.parent / "rotate.lua"
     argv = [
         "wrk",
@@ -122,7 +131,13 @@ def wrk(
     for key, value in headers.items():
         argv += ["-H", f"{key}: {value}"]
     argv += ["-s", str(script), url, "--", str(paths), str(offset)]
+    pids = pids or {}
+    cpu_before = {name: benchlib.cpu_seconds(pid) for name, pid in pids.items()}
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=seconds + 60)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = {name: benchlib.cpu_seconds(pid) - cpu_before[name] for name, pid in pids.items()}
+    cpu["wrk"] = after.ru_utime + after.ru_stime - children.ru_utime - children.ru_stime
     line = next((x for x in out.stdout.splitlines() if x.startswith("WRK_JSON ")), None)
     if line is None:
         raise SystemExit(f"wrk printed no summary:\n{out.stdout}\n{out.stderr}")
@@ -137,6 +152,10 @@ def wrk(
         "p99_ms": round(raw["p99_us"] / 1000, 2),
         "max_ms": round(raw["max_us"] / 1000, 1),
         "errors": errors,
+        "cpu_ms_per_request": {
+            name: round(seconds * 1000 / max(1, raw["requests"]), 2)
+            for name, seconds in cpu.items()
+        },
     }
 
 
@@ -271,13 +290,17 @@ def main(args: argparse.Namespace) -> None:
                 paths = base / f"{name.split()[0]}-unfiltered.txt"
                 wrk(url, paths, 4, 2, 0, headers)
             offset = 0
+            pids = {name: p.popen.pid for name, p in procs if p.popen and name != "explainer"}
+            chroma_pid = benchlib.pid_listening(int(chroma_url.rsplit(":", 1)[1]))
+            if chroma_pid is not None:
+                pids["chroma"] = chroma_pid
             for filtered in (False, True):
                 for level in args.levels:
                     for name, (url, _, headers) in targets.items():
                         kind = "filtered" if filtered else "unfiltered"
                         paths = base / f"{name.split()[0]}-{kind}.txt"
                         seconds = args.seconds * (args.seed_factor if name == "seed app" else 1)
-                        cell = wrk(url, paths, level, seconds, offset, headers)
+                        cell = wrk(url, paths, level, seconds, offset, headers, pids)
                         offset += cell["requests"]
                         cell.update(target=name, filtered=filtered)
                         cells.append(cell)
@@ -285,7 +308,7 @@ def main(args: argparse.Namespace) -> None:
             # What hybrid costs over dense only: the gateway in semantic mode.
             paths = write_paths(base, "gateway", "/v1/search", queries, "semantic")
             for level in sorted({args.levels[0], 32 if 32 in args.levels else args.levels[-1]}):
-                cell = wrk(urls["gateway"], paths, level, args.seconds, offset, {})
+                cell = wrk(urls["gateway"], paths, level, args.seconds, offset, {}, pids)
                 cell.update(target="gateway, mode=semantic", filtered=False)
                 cells.append(cell)
                 print(json.dumps(cell), flush=True)

@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse
 from redis.asyncio import Redis
 
 from marquee_embedder.encoder import Encoder, load_encoder
+from marquee_search.admission import AdmissionLimit
 from marquee_search.engine import (
     KeywordIndexLoadingError,
     MovieNotFoundError,
@@ -60,6 +61,7 @@ def create_app(
                     settings.backend,
                     threads=settings.torch_threads,
                     cache_dir=settings.onnx_cache_dir,
+                    spin=False,
                 )
             )
         chroma, collection = await open_collection(settings.chroma_url, settings.chroma_collection)
@@ -103,7 +105,9 @@ def create_app(
         lifespan=lifespan,
         description="Internal service behind the gateway. See the gateway for the public API.",
     )
+    # Outermost last: every request gets its id and access line, including refused ones.
     app.add_middleware(InternalTokenMiddleware, token=settings.internal_token)
+    app.add_middleware(AdmissionLimit, limit=settings.max_in_flight)
     app.add_middleware(RequestContextMiddleware, service="search")
     app.include_router(router)
     app.include_router(discover_router)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from marquee_search.keyword import DEFAULT_BM25, Bm25Params, KeywordIndex, movie_fields
+from marquee_shared.api import MovieHit
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -27,6 +28,20 @@ if TYPE_CHECKING:
     from marquee_shared.events import Movie
 
 MAX_GENRES = 63
+
+
+def hit_from_movie(movie: Movie, score: float) -> MovieHit:
+    return MovieHit(
+        tmdb_id=movie.tmdb_id,
+        title=movie.title,
+        year=movie.year,
+        genres=movie.genres,
+        rating=movie.vote_average,
+        vote_count=movie.vote_count,
+        original_language=movie.original_language,
+        overview=movie.overview,
+        score=round(score, 4),
+    )
 
 
 def bayesian_ratings(
@@ -55,6 +70,9 @@ class CatalogMirror:
         self._free: list[int] = []
         self._capacity = 0
         self._hashes: dict[int, str] = {}
+        self._hits: dict[int, MovieHit] = {}
+        """Each movie's result row (score 0): hits are answered from here, not read back from
+        Chroma, which cost a round trip and a JSON parse of every record per search."""
         self._genre_bits: dict[str, int] = {}
         self._languages: dict[str, int] = {}
         self.tmdb_ids = np.zeros(0, np.int64)
@@ -81,6 +99,11 @@ class CatalogMirror:
 
     def row(self, tmdb_id: int) -> int | None:
         return self._row_of.get(tmdb_id)
+
+    def hit(self, tmdb_id: int, score: float) -> MovieHit | None:
+        """The movie's result row with this score (None if the mirror does not hold it)."""
+        template = self._hits.get(tmdb_id)
+        return None if template is None else template.model_copy(update={"score": round(score, 4)})
 
     def _grow(self, capacity: int) -> None:
         if capacity <= self._capacity:
@@ -154,6 +177,7 @@ class CatalogMirror:
         self._set_columns(row, movie)
         self._set_vector(row, vector)
         self._hashes[movie.tmdb_id] = content_hash
+        self._hits[movie.tmdb_id] = hit_from_movie(movie, 0.0)
         self.keyword.add(row, movie_fields(movie))
 
     def bulk_load(
@@ -168,6 +192,7 @@ class CatalogMirror:
             self._set_columns(row, movie)
             self._set_vector(row, vector[0] if vector else None)
             self._hashes[movie.tmdb_id] = content_hash
+            self._hits[movie.tmdb_id] = hit_from_movie(movie, 0.0)
             docs.append((row, movie_fields(movie)))
         self.keyword.bulk_add(docs)
 
@@ -176,6 +201,7 @@ class CatalogMirror:
         if row is None:
             return False
         self._hashes.pop(tmdb_id, None)
+        self._hits.pop(tmdb_id, None)
         self.keyword.remove(row)
         self.alive[row] = False
         self.has_vector[row] = False

@@ -14,6 +14,7 @@ import numpy as np
 from prometheus_client import Counter
 
 from marquee_search.batching import QueryBatcher
+from marquee_search.catalog import hit_from_movie
 from marquee_search.hybrid import DEFAULT_FUSION, FusionParams, fuse
 from marquee_search.keyword import DEFAULT_BM25, Bm25Params
 from marquee_search.taste import DEFAULT_TASTE, Recommendations, TasteParams, recommend
@@ -105,18 +106,7 @@ def metadata_passes(filters: MovieFilters, md: Mapping[str, Any]) -> bool:
 
 
 def hit_from_record(metadata: Mapping[str, Any], score: float) -> MovieHit:
-    movie = movie_from_metadata(metadata)
-    return MovieHit(
-        tmdb_id=movie.tmdb_id,
-        title=movie.title,
-        year=movie.year,
-        genres=movie.genres,
-        rating=movie.vote_average,
-        vote_count=movie.vote_count,
-        original_language=movie.original_language,
-        overview=movie.overview,
-        score=round(score, 4),
-    )
+    return hit_from_movie(movie_from_metadata(metadata), score)
 
 
 class QueryVectorCache:
@@ -229,12 +219,11 @@ class SearchEngine:
         if mode == "semantic":
             vector = await self.embed_query(q)
             found = await self.nearest(vector, k, filters)
-            return mode, [hit_from_record(n.metadata, n.similarity) for n in found]
+            return mode, self._as_hits(found)
         if mode == "keyword":
             ranked = self.keyword_ranking(q, k, filters)
-            return mode, await self._hits(ranked, {}, filters)
-        ranked, known = await self.hybrid_ranking(q, k, filters)
-        return mode, await self._hits(ranked, known, filters)
+            return mode, await self._hits(ranked, filters)
+        return mode, await self._hits(await self.hybrid_ranking(q, k, filters), filters)
 
     def keyword_ranking(self, q: str, k: int, filters: MovieFilters) -> list[tuple[int, float]]:
         mirror = self._require_mirror()
@@ -242,7 +231,7 @@ class SearchEngine:
 
     async def hybrid_ranking(
         self, q: str, k: int, filters: MovieFilters
-    ) -> tuple[list[tuple[int, float]], dict[int, Mapping[str, Any]]]:
+    ) -> list[tuple[int, float]]:
         fusion = self.tuning.fusion
         depth = max(fusion.depth, k)
         encoding = asyncio.ensure_future(self.embed_query(q))
@@ -252,28 +241,44 @@ class SearchEngine:
         # three times the query itself (bench/results/search_load.md, "where the time goes").
         dense = await self.nearest(await encoding, depth, filters, metadata=False)
         fused = fuse([(n.tmdb_id, n.similarity) for n in dense], keyword, fusion)
-        return fused[:k], {}
+        return fused[:k]
 
     async def _hits(
-        self,
-        ranked: Sequence[tuple[int, float]],
-        known: Mapping[int, Mapping[str, Any]],
-        filters: MovieFilters | None = None,
+        self, ranked: Sequence[tuple[int, float]], filters: MovieFilters | None = None
     ) -> list[MovieHit]:
-        missing = [i for i, _ in ranked if i not in known]
-        found = dict(known)
+        """Result rows for ranked (tmdb id, score) pairs: from the mirror, which the changelog
+        keeps in step with Chroma, and from Chroma only for a movie the mirror has not heard of
+        yet (then checked against the filters: the ranking could not see its columns)."""
+        mirror = self.mirror
+        hits: dict[int, MovieHit] = {}
+        for i, s in ranked:
+            hit = None if mirror is None else mirror.hit(i, s)
+            if hit is not None:
+                hits[i] = hit
+        missing = [i for i, _ in ranked if i not in hits]
         if missing:
             got = await self._collection.get(
                 ids=[record_id(i) for i in missing], include=["metadatas"]
             )
+            scores = dict(ranked)
             for md in got["metadatas"] or []:
-                found[int(md["tmdb_id"])] = md  # type: ignore[arg-type]
-        if filters is not None and not filters.is_empty():
-            # Ranked on the mirror's columns; the stored record has the last word, should the
-            # mirror lag behind an update.
-            found = {i: md for i, md in found.items() if metadata_passes(filters, md)}
+                if filters is None or metadata_passes(filters, md):
+                    tmdb_id = int(md["tmdb_id"])  # type: ignore[arg-type]
+                    hits[tmdb_id] = hit_from_record(md, scores[tmdb_id])
         # A movie deleted from Chroma before this replica heard of it is simply left out.
-        return [hit_from_record(found[i], s) for i, s in ranked if i in found]
+        return [hits[i] for i, _ in ranked if i in hits]
+
+    def _as_hits(self, found: Sequence[Neighbour]) -> list[MovieHit]:
+        """Result rows for neighbours: from the record Chroma returned with them, else from
+        the mirror (the exact path, which only returns movies the mirror holds)."""
+        hits = []
+        mirror = self.mirror
+        for n in found:
+            if n.metadata:
+                hits.append(hit_from_record(n.metadata, n.similarity))
+            elif mirror is not None and (hit := mirror.hit(n.tmdb_id, n.similarity)):
+                hits.append(hit)
+        return hits
 
     async def similar_text(self, q: str, k: int, filters: MovieFilters) -> list[MovieHit]:
         return (await self.search(q, k, filters, "semantic"))[1]
@@ -318,7 +323,7 @@ class SearchEngine:
         mirror = self.mirror
         if mirror is not None and 0 < len(mirror) <= self._exact_max and mirror.vectors_complete():
             FILTER_PATHS.labels("memory").inc()
-            return await self._exact(mirror, vector, n, filters, metadata=metadata)
+            return self._exact(mirror, vector, n, filters)
         if filters.is_empty():
             FILTER_PATHS.labels("none").inc()
             return await self._query(vector, n, None, metadata=metadata)
@@ -341,21 +346,13 @@ class SearchEngine:
         FILTER_PATHS.labels("where").inc()
         return await self._query(vector, n, build_where(filters), metadata=metadata)
 
-    async def _exact(
-        self,
-        mirror: CatalogMirror,
-        vector: Any,
-        n: int,
-        filters: MovieFilters,
-        *,
-        metadata: bool,
+    def _exact(
+        self, mirror: CatalogMirror, vector: Any, n: int, filters: MovieFilters
     ) -> list[Neighbour]:
         keep = None if filters.is_empty() else mirror.mask(filters)
-        # About a millisecond for 16k movies: cheaper inline than a hop to a thread.
-        found = [Neighbour(i, sim, {}) for i, sim in mirror.nearest(vector, n, keep)]
-        if not metadata or not found:
-            return found
-        return await self._with_records(found, filters)
+        # About a millisecond for 16k movies: cheaper inline than a hop to a thread. No
+        # records: their result rows come from the mirror too (_as_hits).
+        return [Neighbour(i, sim, {}) for i, sim in mirror.nearest(vector, n, keep)]
 
     async def _with_records(
         self, found: Sequence[Neighbour], filters: MovieFilters
@@ -432,7 +429,7 @@ class SearchEngine:
         if not got["ids"] or embeddings is None or len(embeddings) == 0:
             raise MovieNotFoundError(tmdb_id)
         found = await self.nearest(embeddings[0], k, filters, exclude=frozenset({tmdb_id}))
-        return [hit_from_record(n.metadata, n.similarity) for n in found]
+        return self._as_hits(found)
 
     async def vectors(self, ids: Sequence[int]) -> dict[int, NDArray[np.float32]]:
         if not ids:
@@ -458,7 +455,7 @@ class SearchEngine:
         scores = {
             int(mirror.tmdb_ids[r]): float(values[r]) for r in map(mirror.row, ids) if r is not None
         }
-        return await self._hits([(i, scores[i]) for i in ids], {})
+        return await self._hits([(i, scores[i]) for i in ids])
 
     # -- recommendations -------------------------------------------------------------------
 
@@ -487,8 +484,7 @@ class SearchEngine:
         stored = await self._collection.get(ids=[record_id(i) for i in sorted(given)], include=[])
         known = {int(i) for i in stored["ids"]}
         hits = {
-            h.tmdb_id: h
-            for h in await self._hits([(p.tmdb_id, p.relevance) for p in result.picks], {})
+            h.tmdb_id: h for h in await self._hits([(p.tmdb_id, p.relevance) for p in result.picks])
         }
         return RecommendationResponse(
             k=request.k,

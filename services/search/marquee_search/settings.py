@@ -42,6 +42,12 @@ class SearchSettings(CommonSettings):
         "movie) and answers dense queries exactly in memory, filters as a mask, instead of "
         "asking Chroma; larger catalogs query Chroma's HNSW index. 0 always asks Chroma.",
     )
+    max_in_flight: int = Field(
+        default=256,
+        ge=0,
+        description="Requests one replica answers at once; beyond, it answers 503 with "
+        "Retry-After at once instead of queueing past the callers' timeouts. 0: no limit.",
+    )
     index_changes_stream: str = Field(
         default="marquee:index:v1:changes",
         description="The embedders' changelog of Chroma writes, tailed by every replica (plain "

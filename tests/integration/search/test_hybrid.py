@@ -197,7 +197,12 @@ async def test_every_dense_path_agrees(chroma_url, collection_name, redis, catal
         in_memory = await exact.nearest(vector, 5, filters)
         assert by_python == by_where, case
         assert [n.tmdb_id for n in in_memory] == by_python, case
-        assert all(n.metadata["tmdb_id"] == n.tmdb_id for n in in_memory)
+        # Its result rows come from the mirror, not from a read of the records in Chroma.
+        rows = await exact.similar_text("a frightening night in an isolated place", 5, filters)
+        assert [(h.tmdb_id, h.score) for h in rows] == [
+            (n.tmdb_id, round(n.similarity, 4)) for n in in_memory
+        ]
+        assert all(h.title and h.overview for h in rows)
         assert all(_passes(i, case) for i in by_python)
         six = [n.tmdb_id for n in await python.nearest(vector, 6, filters)]
         # Excluding the first (as recommendations exclude seen movies) gives the next ones.

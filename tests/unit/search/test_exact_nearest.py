@@ -82,3 +82,25 @@ def test_a_movie_without_its_vector_makes_the_mirror_incomplete(loaded) -> None:
     mirror.delete(999)
     assert mirror.vectors_complete()
     assert not CatalogMirror().vectors_complete()  # nothing mirrored at all
+
+
+def test_result_rows_follow_upserts_and_deletes(loaded) -> None:
+    """Hits are answered from the mirror: an update shows at once, a delete removes the row."""
+    mirror, ms, _ = loaded
+    hit = mirror.hit(5, 0.123456)
+    assert hit is not None
+    assert (hit.tmdb_id, hit.title, hit.genres, hit.score) == (5, "Movie 5", ["Drama"], 0.1235)
+    assert mirror.hit(5, 0.9) is not None and mirror.hit(5, 0.1) is not None
+    assert mirror.hit(5, 0.5).score == 0.5  # a copy per call: scores never leak between hits
+
+    renamed = ms[4].model_copy(update={"title": "Movie Five", "overview": "Now with a plot."})
+    mirror.upsert(renamed, renamed.content_hash())
+    updated = mirror.hit(5, 1.0)
+    assert updated is not None and (updated.title, updated.overview) == (
+        "Movie Five",
+        "Now with a plot.",
+    )
+
+    assert mirror.delete(5)
+    assert mirror.hit(5, 1.0) is None
+    assert mirror.hit(10_000, 1.0) is None  # never held
