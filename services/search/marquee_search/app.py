@@ -17,6 +17,7 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from redis.asyncio import Redis
+from threadpoolctl import threadpool_limits
 
 from marquee_embedder.encoder import Encoder, load_encoder
 from marquee_search.admission import AdmissionLimit
@@ -53,6 +54,11 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         started = time.perf_counter()
+        # One BLAS thread. Its calls here are matrix-vector products (exact kNN, BM25), bound
+        # by memory bandwidth; a second OpenBLAS thread halved one product's time (0.55 against
+        # 1.07 ms over 16k vectors) but then busy-waited about 5 ms for more work: 6 ms of CPU
+        # per search instead of 1, taken from the requests (docs/performance.md).
+        threadpool_limits(limits=1, user_api="blas")
         model = encoder
         if model is None:
             model = await anyio.to_thread.run_sync(
@@ -79,6 +85,7 @@ def create_app(
             settings.query_cache_size,
             sync,
             exact_max_movies=settings.exact_max_movies,
+            encode_passes=settings.encode_passes,
         )
         checks.update(chroma=chroma.heartbeat, keyword_index=sync.ready)
         with contextlib.suppress(TimeoutError):

@@ -25,17 +25,25 @@ MAX_BATCH = 32
 
 
 class QueryBatcher:
-    def __init__(self, encoder: Encoder, max_batch: int = MAX_BATCH) -> None:
+    """``passes``: forward passes run at once, each in its own worker thread (set it to the
+    cores the replica has over the model's threads per pass: a second single-threaded pass
+    uses a second core, where a second thread inside one short pass mostly waits)."""
+
+    def __init__(self, encoder: Encoder, max_batch: int = MAX_BATCH, passes: int = 1) -> None:
         self._encoder = encoder
         self._max_batch = max_batch
+        self._passes = passes
         self._waiting: list[tuple[str, asyncio.Future[NDArray[Any]]]] = []
-        self._worker: asyncio.Task[None] | None = None
+        self._workers: set[asyncio.Task[None]] = set()
 
     async def encode(self, text: str) -> NDArray[Any]:
         future: asyncio.Future[NDArray[Any]] = asyncio.get_running_loop().create_future()
         self._waiting.append((text, future))
-        if self._worker is None or self._worker.done():
-            self._worker = asyncio.create_task(self._drain(), name="query-batcher")
+        # done(), not a done-callback: a worker that has just found the queue empty is done at
+        # once, while its callback would run later and leave this query waiting for nobody.
+        self._workers = {w for w in self._workers if not w.done()}
+        if len(self._workers) < self._passes:
+            self._workers.add(asyncio.create_task(self._drain(), name="query-batcher"))
         return await future
 
     async def _drain(self) -> None:

@@ -176,10 +176,11 @@ class SearchEngine:
         tuning: Tuning | None = None,
         *,
         exact_max_movies: int = 0,
+        encode_passes: int = 1,
     ) -> None:
         self._collection = collection
         self._encoder = encoder
-        self._batcher = QueryBatcher(encoder)
+        self._batcher = QueryBatcher(encoder, passes=encode_passes)
         self._cache = QueryVectorCache(cache_size)
         self._sync = sync
         self.tuning = tuning or Tuning()

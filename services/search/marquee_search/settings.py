@@ -30,7 +30,16 @@ class SearchSettings(CommonSettings):
         description="Where exported ONNX files are kept (default ~/.cache/marquee/onnx).",
     )
     torch_threads: PositiveInt | None = Field(
-        default=None, description="Intra-op threads for query encoding; default: CPU count."
+        default=1,
+        description="Intra-op threads per query encoding (default 1: a short query splits "
+        "badly across threads, 2.6 ms on one against 3.4 ms on two here, and one thread "
+        "leaves the other cores to the requests around it; docs/performance.md).",
+    )
+    encode_passes: PositiveInt = Field(
+        default=2,
+        description="Query-encoding passes run at once, each on TORCH_THREADS threads; queries "
+        "that arrive meanwhile wait and share the next pass. About the replica's cores divided "
+        "by TORCH_THREADS.",
     )
     query_cache_size: int = Field(
         default=4096, ge=0, description="Query vectors kept in memory (LRU); 0 disables."

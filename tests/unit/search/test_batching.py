@@ -98,3 +98,24 @@ async def test_a_waiter_that_gives_up_does_not_disturb_the_others() -> None:
     assert (await asyncio.wait_for(kept, 5)).tolist() == vector_of("kept")
     await first
     assert encoder.passes[1] == ["kept"], "a cancelled query should not be encoded"
+
+
+async def test_with_two_passes_a_query_does_not_wait_for_the_pass_in_flight() -> None:
+    encoder = RecordingEncoder()
+    batcher = QueryBatcher(encoder, max_batch=4, passes=2)
+    first = await first_pass_in_flight(batcher, encoder)
+    encoder.started.clear()
+    # The first pass is held inside the model; a second query starts its own pass at once,
+    # but the model holds that one too: both are in flight together.
+    second = asyncio.ensure_future(batcher.encode("second"))
+    await asyncio.to_thread(encoder.started.wait, 5)
+    assert encoder.passes == [["first"], ["second"]]
+    # With both passes busy, later queries wait and then share one.
+    later = [asyncio.ensure_future(batcher.encode(f"query {i}")) for i in range(3)]
+    await asyncio.sleep(0.05)
+    assert len(encoder.passes) == 2
+    encoder.hold.set()
+    results = await asyncio.wait_for(asyncio.gather(first, second, *later), 5)
+    assert sorted(len(p) for p in encoder.passes) == [1, 1, 3]
+    texts = ["first", "second"] + [f"query {i}" for i in range(3)]
+    assert [r.tolist() for r in results] == [vector_of(t) for t in texts]
