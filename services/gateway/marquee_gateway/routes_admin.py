@@ -83,7 +83,7 @@ class CatalogStats(BaseModel):
 # -- dependencies -----------------------------------------------------------------------------
 
 
-def _ingest(request: Request) -> Backend:
+async def _ingest(request: Request) -> Backend:
     backend: Backend = request.app.state.ingest
     return backend
 

@@ -30,7 +30,7 @@ router = APIRouter(
 )
 
 
-def _redis(request: Request) -> Redis:
+async def _redis(request: Request) -> Redis:
     redis: Redis = request.app.state.redis
     return redis
 

@@ -57,7 +57,7 @@ SEARCH_HIT_EXAMPLES = {
 }
 
 
-def _explainer(request: Request) -> Backend:
+async def _explainer(request: Request) -> Backend:
     backend: Backend = request.app.state.explainer
     return backend
 

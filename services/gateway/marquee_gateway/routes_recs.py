@@ -53,7 +53,7 @@ RECOMMENDATION_EXAMPLES = {
 }
 
 
-def _search(request: Request) -> Backend:
+async def _search(request: Request) -> Backend:
     backend: Backend = request.app.state.search
     return backend
 

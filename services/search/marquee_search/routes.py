@@ -21,7 +21,7 @@ router = APIRouter()
 TmdbIdPath = Annotated[int, Path(gt=0, lt=2**31, description="TMDB movie id")]
 
 
-def get_engine(request: Request) -> SearchEngine:
+async def get_engine(request: Request) -> SearchEngine:
     engine: SearchEngine = request.app.state.engine
     return engine
 
