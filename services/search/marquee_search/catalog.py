@@ -69,6 +69,9 @@ class CatalogMirror:
         self._row_of: dict[int, int] = {}
         self._free: list[int] = []
         self._capacity = 0
+        self._rows_used = 0
+        """Rows at and past this one were never allocated (the free list hands out the lowest
+        first), so whole-table scans stop here instead of at the capacity."""
         self._hashes: dict[int, str] = {}
         self._hits: dict[int, MovieHit] = {}
         """Each movie's result row (score 0): hits are answered from here, not read back from
@@ -132,6 +135,7 @@ class CatalogMirror:
                 self._grow(max(1024, self._capacity * 2))
             row = self._free.pop()
             self._row_of[tmdb_id] = row
+            self._rows_used = max(self._rows_used, row + 1)
         return row
 
     def _genre_mask(self, genres: Iterable[str]) -> int:
@@ -253,10 +257,13 @@ class CatalogMirror:
         assert self.vectors is not None, "no vectors mirrored"
         q = np.asarray(vector, np.float32).ravel()
         norm = float(np.linalg.norm(q))
-        sims = self.vectors @ (q / norm if norm > 0 else q)
-        candidates = self.alive & self.has_vector
+        used = self._rows_used
+        # The product is most of the cost, and it is bound by memory bandwidth: stopping at
+        # the last used row skips the growth headroom (a fifth of the rows after a load).
+        sims = self.vectors[:used] @ (q / norm if norm > 0 else q)
+        candidates = self.alive[:used] & self.has_vector[:used]
         if keep is not None:
-            candidates = candidates & keep[: len(candidates)]
+            candidates = candidates & keep[:used]
         rows = np.flatnonzero(candidates)
         if not len(rows) or n <= 0:
             return []
