@@ -165,35 +165,67 @@ def get_json(url: str, headers: dict[str, str]) -> Any:
         return json.loads(resp.read())
 
 
-async def breakdown(chroma_url: str, backend: str, queries: list[str]) -> dict[str, float]:
-    """Where one search's time goes, measured in this process on an idle stack (medians)."""
+async def breakdown(
+    chroma_url: str, redis_url: str, backend: str, queries: list[str]
+) -> dict[str, float]:
+    """Where one hybrid search's time goes, step by step, in this process on an idle stack
+    (medians): the steps of marquee_search.engine over a mirror loaded as a replica loads it,
+    the model and BLAS threaded as the service runs them; and, for comparison, the Chroma
+    query the exact in-memory search replaces."""
     import time
 
     from eval_search import COLLECTION
     from pipeline import collection
+    from redis.asyncio import Redis
+    from threadpoolctl import threadpool_limits
 
     from marquee_embedder.encoder import load_encoder
     from marquee_embedder.settings import default_model_path
+    from marquee_search.engine import Tuning
+    from marquee_search.hybrid import fuse
+    from marquee_search.settings import SearchSettings
+    from marquee_search.sync import IndexSync
+    from marquee_shared.api import MovieFilters
 
-    encoder = load_encoder(default_model_path(), backend)  # type: ignore[arg-type]
+    settings = SearchSettings()
+    threadpool_limits(limits=1, user_api="blas")
+    encoder = load_encoder(
+        default_model_path(),
+        backend,  # type: ignore[arg-type]
+        threads=settings.torch_threads,
+        spin=False,
+    )
     coll = await collection(chroma_url, COLLECTION)
+    redis = Redis.from_url(redis_url)
+    try:
+        mirror, _, _ = await IndexSync(
+            coll, redis, settings.index_changes_stream, vectors=True
+        ).load()
+    finally:
+        await redis.aclose()
+    tuning = Tuning()
+    everything = mirror.mask(MovieFilters())
     timings: dict[str, list[float]] = {}
 
-    def note(name: str, started: float) -> None:
+    def note(name: str, started: float) -> float:
         timings.setdefault(name, []).append((time.perf_counter() - started) * 1000)
+        return time.perf_counter()
 
     encoder.encode(queries[:2])
     for q in queries:
         started = time.perf_counter()
-        vector = encoder.encode([q])[0].tolist()
-        note(f"encode query ({backend})", started)
-        for n, include in ((10, ["distances", "metadatas"]), (100, ["distances", "metadatas"])):
-            started = time.perf_counter()
-            await coll.query(query_embeddings=[vector], n_results=n, include=include)
-            note(f"Chroma top-{n}, with metadata", started)
-        started = time.perf_counter()
-        await coll.query(query_embeddings=[vector], n_results=100, include=["distances"])
-        note("Chroma top-100, ids and distances only", started)
+        vector = encoder.encode([q])[0]
+        started = note(f"encode query ({backend}, {settings.torch_threads} thread)", started)
+        dense = mirror.nearest(vector, tuning.fusion.depth)
+        started = note(f"exact top-{tuning.fusion.depth}, {len(mirror)} vectors", started)
+        keyword = mirror.keyword_top(q, tuning.fusion.depth, everything, tuning.bm25)
+        started = note("BM25F top-100", started)
+        fused = fuse(dense, keyword, tuning.fusion)[:10]
+        started = note("fusion", started)
+        [mirror.hit(i, score) for i, score in fused]
+        started = note("10 result rows from the mirror", started)
+        await coll.query(query_embeddings=[vector.tolist()], n_results=100, include=["distances"])
+        note("(replaced) Chroma top-100, ids and distances", started)
     return {name: round(statistics.median(v), 2) for name, v in timings.items()}
 
 
@@ -312,7 +344,7 @@ def main(args: argparse.Namespace) -> None:
                 cell.update(target="gateway, mode=semantic", filtered=False)
                 cells.append(cell)
                 print(json.dumps(cell), flush=True)
-            parts = asyncio.run(breakdown(chroma_url, backend, queries[:60]))
+            parts = asyncio.run(breakdown(chroma_url, redis_url, backend, queries[:60]))
             print(json.dumps(parts), flush=True)
             memory = {name: benchlib.peak_rss_mb(p.popen.pid) for name, p in procs if p.popen}
         finally:
@@ -423,16 +455,30 @@ def write(r: dict[str, Any]) -> None:
             f"{s['semantic_1_client_p50_ms']} ms, p99 {s['semantic_1_client_p99_ms']} ms; "
             f"{busy} clients {s[f'semantic_{busy}_clients_qps_vs_seed']}x the seed app's QPS."
         ),
+        (
+            f"- CPU per request at {busy} clients, unfiltered (ms, by process): gateway cell "
+            + _cpu(find(r["cells"], "gateway", int(busy), filtered=False))
+            + "; seed app cell "
+            + _cpu(find(r["cells"], "seed app", int(busy), filtered=False))
+            + ". On 2 cores, QPS is at most 2,000 ms over the sum."
+        ),
         "",
         "Where the time of one search goes (medians, in-process, idle stack): "
         + ", ".join(f"{k} {v} ms" for k, v in r["breakdown_ms"].items())
-        + ". Hybrid asks Chroma for the top 100 with metadata (the fusion's depth), semantic "
-        "for the top 10.",
+        + ". Under load the encodes share passes, and each search also pays its HTTP "
+        "handling; the CPU each process spent per request is in search_load.json "
+        "(`cpu_ms_per_request` of every cell).",
         "",
         "Peak RSS (VmHWM, MB): "
         + ", ".join(f"{name} {mb}" for name, mb in r["peak_rss_mb"].items()),
     ]
     benchlib.write_results("search_load", r, lines)
+
+
+def _cpu(cell: dict[str, Any]) -> str:
+    used = {k: v for k, v in cell.get("cpu_ms_per_request", {}).items() if v >= 0.05}
+    total = round(sum(used.values()), 2)
+    return ", ".join(f"{k} {v}" for k, v in used.items()) + f" (sum {total})"
 
 
 def parse_args() -> argparse.Namespace:
