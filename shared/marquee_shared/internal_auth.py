@@ -18,10 +18,11 @@ of reporting ready while every real request is refused.
 from __future__ import annotations
 
 import hmac
-import json
 from typing import TYPE_CHECKING
 
 import structlog
+
+from marquee_shared.asgi import send_json_error
 
 if TYPE_CHECKING:
     from pydantic import SecretStr
@@ -64,15 +65,4 @@ class InternalTokenMiddleware:
         if scope["type"] == "websocket":
             await send({"type": "websocket.close", "code": 1008})
             return
-        body = json.dumps({"detail": "missing or invalid X-Internal-Token"}).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 401,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        await send_json_error(send, 401, "missing or invalid X-Internal-Token")

@@ -7,13 +7,13 @@ request models and routes; this module bounds what arrives before any of them ru
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Any
 
 from starlette.exceptions import HTTPException
 
 from marquee_gateway.ratelimit import RateLimitMiddleware
 from marquee_shared.api import ErrorResponse
+from marquee_shared.asgi import send_json_error
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -96,20 +96,8 @@ def _content_length(scope: Scope) -> int | None:
 
 
 async def _reject(send: Send, status: int, detail: str) -> None:
-    body = json.dumps({"detail": detail}).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                # The unread body may still be arriving: do not reuse the connection.
-                (b"connection", b"close"),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+    # The unread body may still be arriving: do not reuse the connection.
+    await send_json_error(send, status, detail, [(b"connection", b"close")])
 
 
 # --- installing the limits -------------------------------------------------------------------

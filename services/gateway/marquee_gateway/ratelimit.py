@@ -16,7 +16,6 @@ import asyncio
 import hashlib
 import hmac
 import ipaddress
-import json
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -26,6 +25,8 @@ from typing import TYPE_CHECKING
 import structlog
 from prometheus_client import Counter
 from redis.exceptions import RedisError
+
+from marquee_shared.asgi import send_json_error
 
 if TYPE_CHECKING:
     from pydantic import SecretStr
@@ -229,24 +230,13 @@ class RateLimitMiddleware:
         # "write" is by method: it also covers read-only POSTs (explanations, recommendations),
         # which are the expensive calls anyway.
         what = "requests" if kind == "read" else "POST/PUT/PATCH/DELETE requests"
-        body = json.dumps(
-            {
-                "detail": f"rate limit exceeded: at most {limit} {what} per minute per client; "
-                f"retry in {retry_after} s"
-            }
-        ).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 429,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"retry-after", str(retry_after).encode()),
-                ],
-            }
+        await send_json_error(
+            send,
+            429,
+            f"rate limit exceeded: at most {limit} {what} per minute per client; "
+            f"retry in {retry_after} s",
+            [(b"retry-after", str(retry_after).encode())],
         )
-        await send({"type": "http.response.body", "body": body})
 
     async def _check(self, bucket: str, limit: int) -> Decision | None:
         """The decision, or None when Redis cannot tell (the request is then allowed)."""

@@ -11,11 +11,12 @@ operation.
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING
 
 import structlog
 from prometheus_client import Counter, Gauge
+
+from marquee_shared.asgi import send_json_error
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Receive, Scope, Send
@@ -48,7 +49,12 @@ class AdmissionLimit:
         if self._limit and self._in_flight >= self._limit:
             REFUSED.inc()
             log.warning("request_refused", reason="overloaded", in_flight=self._in_flight)
-            await _refuse(send, self._retry_after)
+            await send_json_error(
+                send,
+                503,
+                "the search service is overloaded; retry shortly",
+                [(b"retry-after", self._retry_after)],
+            )
             return
         # One event loop per process: a plain counter is enough, no lock.
         self._in_flight += 1
@@ -58,21 +64,3 @@ class AdmissionLimit:
         finally:
             self._in_flight -= 1
             IN_FLIGHT.dec()
-
-
-async def _refuse(send: Send, retry_after: bytes) -> None:
-    body = json.dumps(
-        {"detail": "the search service is overloaded; retry shortly"}, separators=(",", ":")
-    ).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 503,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"retry-after", retry_after),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
