@@ -237,9 +237,10 @@ class SearchEngine:
         depth = max(fusion.depth, k)
         encoding = asyncio.ensure_future(self.embed_query(q))
         keyword = self.keyword_ranking(q, depth, filters)  # while the model encodes
-        # Ids and distances only: the fusion needs no more, and the records of the few kept
-        # are read afterwards. Shipping a hundred records (overviews, cast) to keep ten cost
-        # three times the query itself (bench/results/search_load.md, "where the time goes").
+        # Ids and distances only: the fusion needs no more, and the rows of the few kept come
+        # from the mirror afterwards. When Chroma answers (catalogs past the exact limit),
+        # shipping a hundred records to keep ten cost three times the query itself (16-18 ms
+        # against 5-6 ms; docs/performance.md).
         dense = await self.nearest(await encoding, depth, filters, metadata=False)
         fused = fuse([(n.tmdb_id, n.similarity) for n in dense], keyword, fusion)
         return fused[:k]
