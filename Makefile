@@ -9,13 +9,14 @@ PACKAGES := shared services/ingest services/embedder services/search services/ex
 # Reinstall only when a dependency declaration changed.
 STAMP := $(VENV)/.installed-$(shell cat $(addsuffix /pyproject.toml,$(PACKAGES)) requirements-dev.txt constraints.txt 2>/dev/null | sha1sum | cut -c1-12)
 
-.PHONY: install run test lint typecheck format clean-data help eval bench
+.PHONY: install run test lint typecheck format clean-data help eval bench train-ranker
 
 help:
 	@echo "make run [EMBEDDERS=N]   start everything locally and ingest the demo catalog"
 	@echo "make test                install what is missing and run the whole test suite"
 	@echo "make lint / typecheck    ruff / mypy strict"
 	@echo "make eval                search and recommendation quality on ../shared/data (docs/evaluation.md)"
+	@echo "make train-ranker        retrain the learned ranker on the tomt_dev tune split (its card: services/search/marquee_search/models/RANKER.md)"
 	@echo "make bench               performance benchmarks, under 15 minutes (docs/performance.md; needs wrk)"
 
 install: $(STAMP)
@@ -41,6 +42,10 @@ eval: install
 	$(BIN)/python bench/eval_search.py --write
 	$(BIN)/python bench/filters.py --write
 	$(BIN)/python bench/eval_recs.py --write
+
+# The learned ranker, from the tune split of tomt_dev (seeded: the same file on every run).
+train-ranker: install
+	$(BIN)/python bench/train_ranker.py
 
 # Throughput, freshness, search under load, memory (issue 6); results in bench/results/.
 bench: install

@@ -357,7 +357,7 @@ async def check_engine_agrees(engine: Any, runs: Runs, queries: Sequence[Query])
     from marquee_shared.api import MovieFilters
 
     for i, q in enumerate(queries[:25]):
-        fused = await engine.hybrid_ranking(q.text, 10, MovieFilters())
+        fused = (await engine.hybrid_ranking(q.text, 10, MovieFilters())).items
         offline = hybrid(Runs([runs.dense[i]], [runs.keyword[i]]), engine.tuning.fusion)[0]
         assert [t for t, _ in fused] == offline[:10], f"engine and offline fusion differ on {q.qid}"
 
@@ -379,6 +379,8 @@ async def main(args: argparse.Namespace) -> int:
         f"queries: {len(queries)} ({len(tune_q)} tune, {len(report_q)} report; "
         f"{len(missing)} answers not in the catalog)"
     )
+    if not (args.tune or args.results or args.index_only):
+        return await report(catalog, queries, len(tune_q), args.write, llm_rerank=args.llm_rerank)
     started = time.perf_counter()
     async with servers(base) as (redis_url, chroma_url):
         encoder_box: dict[str, Any] = {}
@@ -422,6 +424,97 @@ async def main(args: argparse.Namespace) -> int:
         print(json.dumps(table, indent=1))
         return 0
     write_search_report(table, len(chosen), len(tune_q), engine.tuning, elapsed, args.write)
+    return 0
+
+
+async def report(
+    catalog: dict[int, Any],
+    queries: list[Query],
+    n_tune: int,
+    write: bool,
+    *,
+    llm_rerank: bool = False,
+) -> int:
+    """Every kind of request, every step of the ranking: the tomt_dev report split, the
+    hand-written well-known films, and lookups made from the catalog (titles, titles with a
+    typo, a director and a genre), through the engine as a replica runs it by default."""
+    import dataclasses
+
+    import ranking
+
+    from marquee_search.ranker import DEFAULT_MODEL, LearnedRanker
+
+    started = time.perf_counter()
+    ranker = LearnedRanker(DEFAULT_MODEL) if DEFAULT_MODEL.exists() else None
+    sets = {
+        "tomt_dev report": [q for q in queries if q.split == "report"],
+        "well-known films": ranking.load_wellknown(),
+        **ranking.lookup_queries(catalog),
+    }
+    sets = {name: qs for name, qs in sets.items() if qs}
+    results: dict[str, dict[str, dict[str, float]]] = {}
+    async with ranking.engine_for(catalog, ranker=ranker) as (engine, box):
+        if llm_rerank:
+            # Claude on top, as a replica with a key runs it (every call is paid for).
+            from redis.asyncio import Redis
+
+            from marquee_search.app import _llm_reranker
+            from marquee_search.settings import SearchSettings
+
+            engine._llm = _llm_reranker(SearchSettings(), Redis.from_url(box["redis_url"]))
+            if engine._llm is None:
+                raise SystemExit("--llm-rerank needs ANTHROPIC_API_KEY (or the search setting)")
+        await ranking.encode_windows(engine, [q for qs in sets.values() for q in qs], box)
+        for name, qs in sets.items():
+            print(f"{name}: {len(qs)} requests")
+            stages = await ranking.stage_rankings(engine, qs)
+            answers = [q.answer for q in qs]
+            results[name] = {stage: metrics(r, answers) for stage, r in stages.items()}
+        tuning = engine.tuning
+    elapsed = time.perf_counter() - started
+    tomt = results["tomt_dev report"]
+    headers = ["ranking", "recall@1", "recall@10", "recall@100", "MRR@10"]
+    rows = [
+        [s, m["recall@1"], m["recall@10"], m["recall@100"], m["mrr@10"]] for s, m in tomt.items()
+    ]
+    kinds = [n for n in results if n != "tomt_dev report"]
+    kind_headers = ["ranking", *(f"{n} ({len(sets[n])}) R@1 / R@10" for n in kinds)]
+    kind_rows = [
+        [s, *(f"{results[n][s]['recall@1']:.3f} / {results[n][s]['recall@10']:.3f}" for n in kinds)]
+        for s in next(iter(results.values()))
+    ]
+    version = "none" if ranker is None else ranker.version
+    text = (
+        f"Search on tomt_dev, report split: {len(sets['tomt_dev report'])} real requests "
+        f"(tuned and trained on the other {n_tune}). Made by `make eval` (`.venv/bin/python "
+        f"bench/eval_search.py --write`) on {machine()}, backend {backend()}, {elapsed:.0f}s; "
+        f"ranker {version}.\n\n{markdown_table(headers, rows)}\n\n"
+        f"Every other kind of request, the same steps (recall@1 / recall@10):\n\n"
+        f"{markdown_table(kind_headers, kind_rows)}\n\n"
+        f"Parameters: {tuning.bm25}, {tuning.fusion}, {tuning.windows}."
+    )
+    print(text)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "search.json").write_text(
+        json.dumps(
+            {
+                "split": "report",
+                "backend": backend(),
+                "ranker": version,
+                "requests": {n: len(qs) for n, qs in sets.items()},
+                "tune_queries": n_tune,
+                "metrics": results,
+                "bm25": dataclasses.asdict(tuning.bm25),
+                "fusion": dataclasses.asdict(tuning.fusion),
+                "windows": dataclasses.asdict(tuning.windows),
+                "machine": machine(),
+                "seconds": round(elapsed),
+            },
+            indent=1,
+        )
+    )
+    if write:
+        write_doc_section("search", text)
     return 0
 
 
@@ -479,6 +572,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--all-queries", action="store_true", help="every tomt_dev query, not the report split"
+    )
+    parser.add_argument(
+        "--llm-rerank",
+        action="store_true",
+        help="also measure Claude re-ranking on top (needs ANTHROPIC_API_KEY; paid calls)",
     )
     parser.add_argument(
         "--results", type=Path, help="also write the metrics as JSON here (e.g. for run_all)"

@@ -13,6 +13,10 @@ ENV PYTHONUNBUFFERED=1 \
     HF_HUB_OFFLINE=1 \
     ANONYMIZED_TELEMETRY=False
 
+# libgomp1: LightGBM (the learned ranker) links OpenMP, which the slim image lacks.
+RUN apt-get update && apt-get install -y --no-install-recommends libgomp1 \
+    && rm -rf /var/lib/apt/lists/*
+
 RUN groupadd --gid 10001 marquee && useradd --uid 10001 --gid 10001 --create-home marquee
 WORKDIR /app
 

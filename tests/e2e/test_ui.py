@@ -21,6 +21,7 @@ import redis
 from playwright.sync_api import Browser, Page, Request, Route, expect, sync_playwright
 
 import devstack
+from marquee_shared.api import MAX_QUERY_CHARS
 from tests.e2e.test_demo_stack import DEMO_IDS
 
 pytestmark = pytest.mark.e2e
@@ -171,6 +172,107 @@ def test_ctrl_k_finds_a_described_plot_opens_it_and_explains_why(page: Page) -> 
         f"the explanation links movies outside the catalog: {cited - DEMO_IDS}"
     )
     shot(page, "desktop-movie-why-this", full_page=True)
+
+
+LONG_DESCRIPTION = (
+    "Help me find an animated film I saw as a kid, I think it was Japanese and hand-drawn. A "
+    "sulky ten-year-old girl is moving to a new town with her parents, and on the way her "
+    "father takes a wrong turn down a forest road and they end up at what looks like an "
+    "abandoned theme park. Her parents find a food stall with nobody around and start eating "
+    "everything, and when night falls they turn into pigs. The girl is trapped in a world of "
+    "spirits and gods, and a boy who can turn into a white dragon helps her get a job at a "
+    "huge bathhouse run by a greedy old witch with a giant head, who takes away her name and "
+    "gives her a new one. She works hard cleaning the baths, she helps a stinky river spirit "
+    "who is full of garbage, and a lonely masked spirit with no face follows her around and "
+    "swallows people when he gets greedy. Later she rides a train across the water to visit "
+    "the witch's twin sister to save the dragon boy, and at the end she has to pick her "
+    "parents out from a pen full of pigs to go home. There is a scene where she eats a rice "
+    "ball and cries, and a giant baby gets turned into a tiny mouse. It won a lot of awards, "
+    "maybe even an Oscar. I remember a six-armed old man running "
+    "the boiler room with little soot balls carrying coal. The music was beautiful and sad. "
+    "I watched it dubbed in English on a rainy afternoon and I have been trying to remember "
+    "the title ever since, because I want to show it to my own daughter now that she is "
+    "about the same age as the girl in the story."
+)
+
+
+def paste(page: Page, text: str) -> None:
+    """Put ``text`` on the clipboard and paste it with Ctrl+V into what has focus."""
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    page.evaluate("text => navigator.clipboard.writeText(text)", text)
+    page.keyboard.press("Control+v")
+
+
+def test_a_long_pasted_description_grows_the_box_and_finds_the_film(page: Page) -> None:
+    assert 1400 <= len(LONG_DESCRIPTION) <= 1600
+    page.goto("/")
+    expect(page.locator(".shelf .card").first).to_be_visible()
+    # Page timers stand still (the search-as-you-type debounce with them) until resumed: the
+    # search below is the one Enter sends, whatever the machine's load.
+    page.clock.install()
+    page.clock.pause_at(page.evaluate("Date.now()") + 1000)
+    page.keyboard.press("Control+k")
+    box = page.get_by_role("combobox", name="Search movies")
+    expect(box).to_be_focused()
+    assert box.evaluate("el => el.tagName") == "TEXTAREA"
+    expect(box).to_have_attribute("maxlength", str(MAX_QUERY_CHARS))  # the gateway's cap
+    one_line = box.evaluate("el => el.getBoundingClientRect().height")
+
+    paste(page, LONG_DESCRIPTION)
+    expect(box).to_have_value(LONG_DESCRIPTION)
+    size = box.evaluate(
+        "el => ({height: el.getBoundingClientRect().height, max: parseFloat("
+        "getComputedStyle(el).maxHeight), scroll: el.scrollHeight, client: el.clientHeight})"
+    )
+    # It grew to its maximum height, and scrolls for the rest.
+    assert size["height"] > 4 * one_line, (one_line, size)
+    assert size["height"] <= size["max"] + 1, size
+    assert size["scroll"] > size["client"], size
+    expect(page.locator("#palette-count")).to_be_hidden()  # far from the limit: no count
+    shot(page, "desktop-palette-long-description")
+
+    with page.expect_response(lambda r: "/v1/search?" in r.url) as response:
+        page.keyboard.press("Enter")
+    assert response.value.status == 200
+    page.clock.resume()
+    results = page.locator("#palette-results")
+    expect(results).to_have_attribute("data-state", "results")
+    assert results.get_attribute("data-query") == LONG_DESCRIPTION
+    assert SPIRITED_AWAY in option_ids(page)[:3], option_ids(page)
+    expect(page.get_by_role("dialog", name="Search movies")).to_be_visible()
+
+    # Shift+Enter starts a new line instead of searching or opening a result.
+    box.press("End")
+    box.press("Shift+Enter")
+    expect(box).to_have_value(LONG_DESCRIPTION + "\n")
+    expect(page.get_by_role("dialog", name="Search movies")).to_be_visible()
+
+
+def test_a_paste_past_the_limit_is_cut_and_says_so(page: Page) -> None:
+    page.goto("/")
+    page.keyboard.press("Control+k")
+    box = page.get_by_role("combobox", name="Search movies")
+    expect(box).to_be_focused()
+    too_long = (LONG_DESCRIPTION + " ") * 2  # about 3,000 characters
+    assert len(too_long) > MAX_QUERY_CHARS
+    paste(page, too_long)
+    expect(box).to_have_value(too_long[:MAX_QUERY_CHARS])
+    count = page.locator("#palette-count")
+    expect(count).to_be_visible()
+    expect(count).to_contain_text(f"cut at the limit, {MAX_QUERY_CHARS:,} characters")
+    # The same words reach screen readers once typing pauses.
+    expect(page.locator("#palette-count-note")).to_contain_text("cut at the limit")
+    # What is left is a valid query: it searches as any other.
+    expect(page.locator("#palette-results")).to_have_attribute("data-state", "results")
+    assert SPIRITED_AWAY in option_ids(page)[:3], option_ids(page)
+    shot(page, "desktop-palette-at-the-limit")
+
+    # Deleting a little brings back the plain count; far enough, it goes.
+    box.press("End")
+    box.press("Backspace")
+    expect(count).to_have_text(f"{MAX_QUERY_CHARS - 1:,} / {MAX_QUERY_CHARS:,}")
+    box.fill("shark")
+    expect(count).to_be_hidden()
 
 
 def test_the_palette_keeps_focus_and_gives_it_back(page: Page) -> None:

@@ -153,6 +153,40 @@ def grounded_answer(body: dict[str, Any]) -> Reply:
     return tool_answer(text, [target, *others[:1]], [fact["id"]])
 
 
+# --- search re-ranking (marquee_search.llm_rerank) --------------------------------------------
+
+RANK_TOOL = "rank_candidates"
+
+
+def tool_call(tool: str, payload: Any, *, delay_s: float = 0.0) -> Reply:
+    """A ``tool_use`` answer calling ``tool`` with exactly ``payload`` as its input (any JSON
+    value: tests may send what the real API would not, such as a string of broken JSON)."""
+    block = {"type": "tool_use", "id": f"toolu_{uuid.uuid4().hex[:24]}", "name": tool}
+    block["input"] = payload
+    return Reply(body={"content": [block], "stop_reason": "tool_use"}, delay_s=delay_s)
+
+
+def ranking_answer(
+    ranking: list[Any], titles: list[str] | None = None, *, delay_s: float = 0.0
+) -> Reply:
+    """A re-ranking answer: these ids in this order (and these titles named, when given)."""
+    payload: dict[str, Any] = {"ranking": ranking}
+    if titles is not None:
+        payload["titles"] = titles
+    return tool_call(RANK_TOOL, payload, delay_s=delay_s)
+
+
+def candidate_ids(body: dict[str, Any]) -> list[int]:
+    """The candidate ids of a re-ranking request, in the order the request lists them."""
+    return [c["id"] for c in catalog_blocks(body).get("candidates", [])]
+
+
+def reversed_ranking(body: dict[str, Any]) -> Reply:
+    """A responder for re-ranking requests: every candidate, in reverse order (an order the
+    engine never produces by itself, so a test can tell Claude's order from the engine's)."""
+    return ranking_answer(candidate_ids(body)[::-1])
+
+
 # --- the server -------------------------------------------------------------------------------
 
 

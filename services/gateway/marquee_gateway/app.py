@@ -83,7 +83,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.include_router(admin_router)
     app.include_router(recs_router)
     app.router.routes.extend(health_routes("gateway", lambda: checks))
-    install_web_ui(app)  # the page at / and its assets under /static
+    install_web_ui(app, settings.max_query_chars)  # the page at / and its assets, /static
 
     @app.exception_handler(BackendUnavailableError)
     async def backend_down(_: Request, exc: BackendUnavailableError) -> JSONResponse:

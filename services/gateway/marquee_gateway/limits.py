@@ -1,18 +1,26 @@
 """Request size limits, and the one call that installs every abuse limit on the gateway.
 
-Field-level limits (query length, ``k``, filters, events per request, event size) live in the
-request models and routes; this module bounds what arrives before any of them runs: the body
-(413) and the query string (414).
+Field-level limits (``k``, filters, events per request, event size) live in the request models
+and routes; this module bounds what arrives before any of them runs: the body (413) and the
+query string (414). It also holds the one field limit that is a setting, the length of a search
+query (``query_within_cap``), since the query-string limit follows it.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 
 from marquee_gateway.ratelimit import RateLimitMiddleware
-from marquee_shared.api import ErrorResponse
+from marquee_shared.api import (
+    MAX_QUERY_CHARS,
+    QUERY_CHARS_CEILING,
+    ErrorResponse,
+    query_too_long,
+)
 from marquee_shared.asgi import send_json_error
 
 if TYPE_CHECKING:
@@ -21,9 +29,20 @@ if TYPE_CHECKING:
 
     from marquee_gateway.settings import GatewaySettings
 
-MAX_QUERY_STRING_BYTES = 8192
-"""Room for the longest valid query (500 characters, up to 12 bytes each once UTF-8 and
-percent-encoded) plus every filter; anything longer is not a search."""
+QUERY_STRING_ROOM_BYTES = 2048
+"""What a query string holds besides ``q``: every filter written plainly (all 19 genres, both
+years, rating, votes, language, ``k``, ``mode``) takes under 600 bytes."""
+
+
+def max_query_string_bytes(max_query_chars: int) -> int:
+    """Room for the longest valid ``q`` (up to 12 bytes a character: 4 bytes of UTF-8, each
+    percent-encoded) plus every filter; anything longer is not a search, and gets 414."""
+    return 12 * max_query_chars + QUERY_STRING_ROOM_BYTES
+
+
+MAX_QUERY_STRING_BYTES = max_query_string_bytes(MAX_QUERY_CHARS)
+"""26,048 bytes with the default cap. Servers in front must admit it in the request line
+(uvicorn's httptools and h11 do; nginx's default 8 KiB admits only mostly-ASCII queries)."""
 
 
 class BodyTooLargeError(HTTPException):
@@ -100,6 +119,16 @@ async def _reject(send: Send, status: int, detail: str) -> None:
     await send_json_error(send, status, detail, [(b"connection", b"close")])
 
 
+async def query_within_cap(request: Request) -> None:
+    """Route dependency: ``q`` within ``MARQUEE_GATEWAY_MAX_QUERY_CHARS``, counted as sent. A
+    setting, so not in ``SearchParams`` (it bounds ``q`` by the ceiling only); as a dependency
+    it runs before the parameters are validated, and ``install_limits`` writes the cap into
+    the OpenAPI document of every route that uses it."""
+    limit: int = request.app.state.settings.max_query_chars
+    if error := query_too_long(request.query_params.get("q"), limit):
+        raise RequestValidationError([error])
+
+
 # --- installing the limits -------------------------------------------------------------------
 
 _LIMIT_RESPONSES: dict[str, dict[str, Any]] = {
@@ -130,7 +159,11 @@ def install_limits(app: FastAPI, settings: GatewaySettings) -> None:
     Call it before the request-context middleware is added, so that middleware stays
     outermost and refused requests still get a request id, an access line and metrics.
     """
-    app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodySizeLimitMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        max_query_bytes=max_query_string_bytes(settings.max_query_chars),
+    )
     # Added last = outermost: an abusive client is refused before its body is even looked at.
     app.add_middleware(
         RateLimitMiddleware,
@@ -144,7 +177,9 @@ def install_limits(app: FastAPI, settings: GatewaySettings) -> None:
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            _document_limits(build_schema())  # fills app.openapi_schema; amended in place
+            schema = build_schema()  # fills app.openapi_schema; amended in place
+            _document_limits(schema)
+            _document_query_cap(schema, settings.max_query_chars)
         return app.openapi_schema  # type: ignore[return-value]
 
     app.openapi = openapi  # type: ignore[method-assign]
@@ -164,3 +199,20 @@ def _document_limits(schema: dict[str, Any]) -> None:
             if "requestBody" in operation:
                 for status, spec in _BODY_RESPONSES.items():
                     responses.setdefault(status, {**spec, **error})
+
+
+def _document_query_cap(schema: dict[str, Any], limit: int) -> None:
+    """The cap as ``q``'s maxLength where the model documents only the ceiling: that is
+    ``SearchParams.q``, and every route taking it depends on ``query_within_cap`` (the long
+    query tests hold the document and the answers to agreeing)."""
+    for path_item in schema.get("paths", {}).values():
+        for operation in path_item.values():
+            if not isinstance(operation, dict):
+                continue
+            for param in operation.get("parameters", []):
+                bounds = param.get("schema", {})
+                is_q = (param["in"], param["name"]) == ("query", "q")
+                if is_q and bounds.get("maxLength") == QUERY_CHARS_CEILING:
+                    bounds["maxLength"] = limit
+                    said = param.get("description", "")
+                    param["description"] = f"{said} At most {limit:,} characters.".lstrip()

@@ -12,6 +12,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from marquee_gateway.backends import Backend, BackendUnavailableError, query_pairs, relay
+from marquee_gateway.limits import query_within_cap
 from marquee_gateway.settings import GatewaySettings
 from marquee_shared.api import (
     ErrorResponse,
@@ -115,8 +116,11 @@ def _check_event_sizes(events: list[MovieFetched | MovieDeleted]) -> None:
     response_model=SearchResponse,
     responses=UNAVAILABLE,
     summary="Search movies in natural language",
-    description="Describe a plot, a mood, a title or a name; filters narrow the results. "
+    description="Describe a plot, a mood, a title or a name, in a few words or a long "
+    "paragraph; filters narrow the results. "
     "Example: `/v1/search?q=a shark terrorizes a beach town&k=5&year_max=1990`.",
+    # q's cap is a setting (MARQUEE_GATEWAY_MAX_QUERY_CHARS), checked here, not in the model.
+    dependencies=[Depends(query_within_cap)],
 )
 async def search(params: Annotated[SearchParams, Query()], backend: SearchBackend) -> Response:
     return relay(await backend.get("/search", query_pairs(params)))

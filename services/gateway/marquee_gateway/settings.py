@@ -8,6 +8,7 @@ from typing import Annotated
 from pydantic import AnyHttpUrl, Field, PositiveFloat, PositiveInt, SecretStr, field_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
+from marquee_shared.api import MAX_QUERY_CHARS, QUERY_CHARS_CEILING
 from marquee_shared.settings import CommonSettings
 
 
@@ -53,6 +54,13 @@ class GatewaySettings(CommonSettings):
     max_body_bytes: PositiveInt = Field(
         default=8 * 1024 * 1024,
         description="Largest request body accepted; larger ones get 413 before being read.",
+    )
+    max_query_chars: PositiveInt = Field(
+        default=MAX_QUERY_CHARS,
+        le=QUERY_CHARS_CEILING,
+        description="Longest search query (q of /v1/search) in characters; longer ones get a "
+        "422 saying so. The OpenAPI document, the web page's search box and the query-string "
+        "limit (414) follow it. Keep the search service's MAX_QUERY_CHARS at least as large.",
     )
 
     @field_validator("trusted_proxies", mode="before")

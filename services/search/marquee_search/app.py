@@ -11,6 +11,7 @@ import time
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
+import anthropic
 import anyio.to_thread
 import httpx
 import structlog
@@ -26,12 +27,17 @@ from marquee_search.engine import (
     MovieNotFoundError,
     NoKnownMoviesError,
     SearchEngine,
+    SimilarFloor,
+    Tuning,
 )
+from marquee_search.llm_rerank import ClaudeReranker
+from marquee_search.ranker import LearnedRanker, RankerParams
 from marquee_search.routes import router
 from marquee_search.routes_discover import router as discover_router
 from marquee_search.routes_stats import router as stats_router
 from marquee_search.settings import SearchSettings
 from marquee_search.sync import IndexSync
+from marquee_search.windows import Windower, WindowParams
 from marquee_shared.chroma import open_collection
 from marquee_shared.health import Check, health_routes
 from marquee_shared.internal_auth import InternalTokenMiddleware
@@ -70,8 +76,18 @@ def create_app(
                     spin=False,
                 )
             )
+        # A ranker file that cannot serve stops startup here, with its reason, rather than
+        # answering with another ranking than the one configured.
+        ranker = None
+        if settings.ranker_model is not None:
+            ranker = LearnedRanker(
+                settings.ranker_model, RankerParams(min_words=settings.ranker_min_words)
+            )
+        windows = WindowParams(max_tokens=settings.window_tokens)
+        windower = Windower(settings.model_path, windows)
         chroma, collection = await open_collection(settings.chroma_url, settings.chroma_collection)
         redis: Redis = Redis.from_url(str(settings.redis_url))
+        llm = _llm_reranker(settings, redis)
         sync = IndexSync(
             collection,
             redis,
@@ -86,6 +102,13 @@ def create_app(
             sync,
             exact_max_movies=settings.exact_max_movies,
             encode_passes=settings.encode_passes,
+            ranker=ranker,
+            windower=windower,
+            tuning=Tuning(
+                windows=windows,
+                similar_floor=SimilarFloor(settings.similar_min_votes, settings.similar_min_rating),
+            ),
+            llm_reranker=llm,
         )
         checks.update(chroma=chroma.heartbeat, keyword_index=sync.ready)
         with contextlib.suppress(TimeoutError):
@@ -96,6 +119,8 @@ def create_app(
             "search_started",
             startup_s=round(time.perf_counter() - started, 2),
             keyword_index=len(sync.mirror) if sync.mirror is not None else "loading",
+            ranker=app.state.engine.ranker_version,
+            llm_reranker=llm.version if llm is not None else "off",
         )
         try:
             yield
@@ -104,6 +129,8 @@ def create_app(
             # Bounded: a load running in a worker thread cannot be interrupted, and shutdown
             # must not wait for it (the process is going away anyway).
             await asyncio.wait({following}, timeout=5)
+            if llm is not None:
+                await llm.aclose()
             await redis.aclose()
 
     app = FastAPI(
@@ -112,6 +139,8 @@ def create_app(
         lifespan=lifespan,
         description="Internal service behind the gateway. See the gateway for the public API.",
     )
+    # Read by request-time dependencies (the query-length cap, routes.py).
+    app.state.settings = settings
     # Outermost last: every request gets its id and access line, including refused ones.
     app.add_middleware(InternalTokenMiddleware, token=settings.internal_token)
     app.add_middleware(AdmissionLimit, limit=settings.max_in_flight)
@@ -142,3 +171,30 @@ def create_app(
         )
 
     return app
+
+
+def _llm_reranker(settings: SearchSettings, redis: Redis) -> ClaudeReranker | None:
+    """Claude re-ranking of long or hedged requests, or none: without a key (or with
+    ``LLM_RERANK`` off) search ranks exactly as it does without it."""
+    if settings.anthropic_api_key is None or not settings.llm_rerank:
+        return None
+    client = anthropic.AsyncAnthropic(
+        # Passed explicitly, so the SDK never goes looking for profiles or other credentials.
+        api_key=settings.anthropic_api_key.get_secret_value(),
+        base_url=str(settings.anthropic_base_url) if settings.anthropic_base_url else None,
+        # One attempt may take the whole budget; the reranker's deadline bounds them all.
+        timeout=settings.llm_rerank_deadline_s,
+        max_retries=settings.llm_rerank_max_retries,
+    )
+    return ClaudeReranker(
+        client,
+        model=settings.llm_rerank_model,
+        candidates=settings.llm_rerank_candidates,
+        min_chars=settings.llm_rerank_min_chars,
+        hedges=settings.llm_rerank_hedges,
+        deadline_s=settings.llm_rerank_deadline_s,
+        redis=redis,
+        cache_ttl_s=settings.llm_rerank_cache_ttl_s,
+        titles=settings.llm_rerank_titles,
+        title_min_similarity=settings.llm_rerank_title_min_similarity,
+    )

@@ -245,6 +245,49 @@ class CatalogMirror:
                 keep[row] = False
         return keep
 
+    def genre_mask(self, genres: Iterable[str]) -> int:
+        """The bits of these genres in the ``genres`` column (0 for genres no movie has)."""
+        mask = 0
+        for genre in genres:
+            bit = self._genre_bits.get(genre)
+            if bit is not None:
+                mask |= 1 << bit
+        return mask
+
+    def language_code(self, language: str) -> int:
+        """The ``language`` column's code for an ISO 639-1 language (-1: no movie has it)."""
+        return self._languages.get(language, -1)
+
+    def similarities(self, queries: NDArray[np.float32]) -> NDArray[np.float32]:
+        """Cosine of every allocated row to each query (rows x queries); rows without a vector
+        or not alive are meaningless and must be masked by the caller (``searchable``)."""
+        assert self.vectors is not None, "no vectors mirrored"
+        q = np.asarray(queries, np.float32).reshape(-1, self.vectors.shape[1])
+        norms = np.linalg.norm(q, axis=1, keepdims=True)
+        q = (q / np.where(norms > 0, norms, 1.0)).astype(np.float32)
+        sims: NDArray[np.float32] = self.vectors[: self._rows_used] @ q.T
+        return sims
+
+    def searchable(self, keep: NDArray[np.bool_] | None = None) -> NDArray[np.bool_]:
+        """Allocated rows that are alive, have a vector and pass ``keep``."""
+        used = self._rows_used
+        candidates = self.alive[:used] & self.has_vector[:used]
+        return candidates if keep is None else candidates & keep[:used]
+
+    def top_rows(
+        self, scores: NDArray[np.float32], keep: NDArray[np.bool_], n: int
+    ) -> NDArray[np.intp]:
+        """Rows of the ``n`` best ``scores`` among ``keep`` (both over the allocated rows),
+        best first, ties by TMDB id."""
+        rows = np.flatnonzero(keep)
+        if not len(rows) or n <= 0:
+            return rows[:0]
+        n = min(n, len(rows))
+        values = scores[rows]
+        part = np.argpartition(-values, n - 1)[:n]
+        order = part[np.lexsort((self.tmdb_ids[rows[part]], -values[part]))]
+        return rows[order]
+
     def vectors_complete(self) -> bool:
         """Every movie here has its vector, so exact search over the mirror misses none."""
         return self.vectors is not None and bool(np.all(self.has_vector[self.alive]))

@@ -7,17 +7,19 @@ import asyncio
 import math
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 from prometheus_client import Counter
 
 from marquee_search.batching import QueryBatcher
 from marquee_search.catalog import hit_from_movie
+from marquee_search.features import CandidateSignals, RequestCues, candidate_features, parse_request
 from marquee_search.hybrid import DEFAULT_FUSION, FusionParams, fuse
 from marquee_search.keyword import DEFAULT_BM25, Bm25Params
 from marquee_search.taste import DEFAULT_TASTE, Recommendations, TasteParams, recommend
+from marquee_search.windows import DEFAULT_WINDOWS, WindowParams, combine
 from marquee_shared.api import (
     MovieDetail,
     MovieFilters,
@@ -31,12 +33,16 @@ from marquee_shared.api import (
 from marquee_shared.index import genre_key, movie_from_metadata, record_id
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from chromadb.api.models.AsyncCollection import AsyncCollection
     from numpy.typing import NDArray
 
     from marquee_embedder.encoder import Encoder
     from marquee_search.catalog import CatalogMirror
+    from marquee_search.ranker import LearnedRanker
     from marquee_search.sync import IndexSync
+    from marquee_search.windows import Windower
 
 
 FILTER_PATHS = Counter(
@@ -159,11 +165,77 @@ DEFAULT_FILTER_POLICY = FilterPolicy()
 
 
 @dataclass(frozen=True, slots=True)
+class SimilarFloor:
+    """The least a similar movie must have, unless the request sets its own rating or vote
+    filter: enough votes that its rating means something, and a rating that is not a flop."""
+
+    min_votes: int | None = 20
+    min_rating: float | None = 5.0
+
+    def passes(self, mirror: CatalogMirror, tmdb_id: int) -> bool:
+        row = mirror.row(tmdb_id)
+        if row is None:
+            return True
+        votes, rating = mirror.votes[row], mirror.rating[row]
+        # NaN (unknown) compares False: an unknown figure is not held against a movie.
+        too_few = self.min_votes is not None and bool(votes < self.min_votes)
+        too_low = self.min_rating is not None and bool(rating < self.min_rating)
+        return not (too_few or too_low)
+
+
+@dataclass(frozen=True, slots=True)
 class Tuning:
     bm25: Bm25Params = DEFAULT_BM25
     fusion: FusionParams = DEFAULT_FUSION
     taste: TasteParams = DEFAULT_TASTE
     filters: FilterPolicy = DEFAULT_FILTER_POLICY
+    windows: WindowParams = DEFAULT_WINDOWS
+    similar_floor: SimilarFloor = SimilarFloor()
+
+
+class LlmReranker(Protocol):
+    """Re-orders the top hits of a complex request (marquee_search.llm_rerank)."""
+
+    version: str
+    candidates: int
+
+    def wants(self, q: str) -> bool: ...
+
+    def resolver(self, mirror: CatalogMirror | None) -> Callable[[str], int | None] | None: ...
+
+    async def rerank(
+        self,
+        q: str,
+        hits: Sequence[MovieHit],
+        resolve_title: Callable[[str], int | None] | None = None,
+    ) -> list[int] | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SearchOutcome:
+    mode: SearchMode
+    hits: list[MovieHit]
+    ranker: str
+    """What ordered the hits: dense, bm25f, fusion, a learned ranker's version, +claude."""
+
+
+@dataclass(frozen=True, slots=True)
+class Ranking:
+    items: list[tuple[int, float]]
+    ranker: str
+
+
+@dataclass(frozen=True, slots=True)
+class Candidates:
+    """A request's fused candidates, and for the first ones (those the mirror holds) the
+    signals the ranker's features are made of."""
+
+    fused: list[tuple[int, float]]
+    cues: RequestCues
+    signals: CandidateSignals | None = None
+    signals_ids: list[int] = field(default_factory=list)
+    dense_ids: list[int] = field(default_factory=list)
+    """The dense side's own order (evaluation)."""
 
 
 class SearchEngine:
@@ -177,6 +249,9 @@ class SearchEngine:
         *,
         exact_max_movies: int = 0,
         encode_passes: int = 1,
+        ranker: LearnedRanker | None = None,
+        windower: Windower | None = None,
+        llm_reranker: LlmReranker | None = None,
     ) -> None:
         self._collection = collection
         self._encoder = encoder
@@ -185,6 +260,13 @@ class SearchEngine:
         self._sync = sync
         self.tuning = tuning or Tuning()
         self._exact_max = exact_max_movies
+        self._ranker = ranker
+        self._windower = windower
+        self._llm = llm_reranker
+
+    @property
+    def ranker_version(self) -> str:
+        return "fusion" if self._ranker is None else self._ranker.version
 
     @property
     def mirror(self) -> CatalogMirror | None:
@@ -212,38 +294,203 @@ class SearchEngine:
 
     async def search(
         self, q: str, k: int, filters: MovieFilters, mode: SearchMode = "hybrid"
-    ) -> tuple[SearchMode, list[MovieHit]]:
-        """Hits for the query and the mode that produced them (hybrid degrades to semantic
-        while the keyword index is loading)."""
+    ) -> SearchOutcome:
+        """Hits for the query, the mode that produced them (hybrid degrades to semantic while
+        the keyword index is loading) and what ordered them."""
         if mode == "hybrid" and self.mirror is None:
             mode = "semantic"
         if mode == "semantic":
             vector = await self.embed_query(q)
             found = await self.nearest(vector, k, filters)
-            return mode, self._as_hits(found)
+            return SearchOutcome(mode, self._as_hits(found), "dense")
         if mode == "keyword":
             ranked = self.keyword_ranking(q, k, filters)
-            return mode, await self._hits(ranked, filters)
-        return mode, await self._hits(await self.hybrid_ranking(q, k, filters), filters)
+            return SearchOutcome(mode, await self._hits(ranked, filters), "bm25f")
+        llm = self._llm
+        wants_llm = llm is not None and llm.wants(q)
+        depth = max(k, llm.candidates) if wants_llm and llm is not None else k
+        ranking = await self.hybrid_ranking(q, depth, filters)
+        hits = await self._hits(ranking.items, filters)
+        ranker = ranking.ranker
+        if wants_llm and llm is not None:
+            reordered = await self._llm_rerank(llm, q, hits, filters)
+            if reordered is not None:
+                hits, ranker = reordered, f"{ranker}+{llm.version}"
+        return SearchOutcome(mode, hits[:k], ranker)
+
+    async def _llm_rerank(
+        self, llm: LlmReranker, q: str, hits: list[MovieHit], filters: MovieFilters
+    ) -> list[MovieHit] | None:
+        """Claude's order of the top hits, or None (the caller keeps its own). Only movies of
+        the catalog come back: ids outside the candidates are dropped, and a title Claude
+        names is kept only if it resolves to a catalog movie passing the filters."""
+        head = hits[: llm.candidates]
+        order = await llm.rerank(q, head, llm.resolver(self.mirror))
+        if not order:
+            return None
+        by_id = {h.tmdb_id: h for h in hits}
+        extra = [i for i in dict.fromkeys(order) if i not in by_id]
+        mirror = self.mirror
+        if extra and mirror is not None:
+            keep = mirror.mask(filters)
+            allowed = [i for i in extra if (r := mirror.row(i)) is not None and keep[r]]
+            for hit in await self._hits([(i, 0.0) for i in allowed], filters):
+                by_id[hit.tmdb_id] = hit
+        ranked = [by_id[i] for i in dict.fromkeys(order) if i in by_id]
+        seen = {h.tmdb_id for h in ranked}
+        rest = [h for h in hits if h.tmdb_id not in seen]
+        return [*ranked, *rest]
 
     def keyword_ranking(self, q: str, k: int, filters: MovieFilters) -> list[tuple[int, float]]:
         mirror = self._require_mirror()
         return mirror.keyword_top(q, k, mirror.mask(filters), self.tuning.bm25)
 
-    async def hybrid_ranking(
-        self, q: str, k: int, filters: MovieFilters
-    ) -> list[tuple[int, float]]:
+    def windows(self, q: str) -> list[str]:
+        """The texts the model encodes for a request: the request itself when it fits."""
+        return [q] if self._windower is None else self._windower.windows(q)
+
+    async def embed_windows(self, windows: Sequence[str]) -> NDArray[np.float32]:
+        """Every window in the same forward pass (the batcher groups concurrent encodes)."""
+        if len(windows) == 1:
+            return np.asarray(await self.embed_query(windows[0]), np.float32)[None, :]
+        found = await asyncio.gather(*(self.embed_query(w) for w in windows))
+        return np.asarray(np.stack(found), np.float32)
+
+    async def hybrid_ranking(self, q: str, k: int, filters: MovieFilters) -> Ranking:
+        """The hybrid order: dense (all windows) and keyword candidates fused, then, for a
+        description, re-ordered by the learned ranker."""
+        ranker = self._ranker
+        if ranker is not None and not ranker.applies(len(q.split())):
+            ranker = None  # a title or a name: the fusion's order, at the fusion's cost
+        found = await self.candidates(
+            q, filters, k, signals_depth=0 if ranker is None else ranker.params.depth
+        )
+        if ranker is None or found.signals is None:
+            return Ranking(found.fused[:k], "fusion")
+        scores = ranker.score(self.features(q, found))
+        order = np.lexsort((np.arange(len(scores)), -scores))
+        ids = found.signals_ids
+        ranked = [(ids[i], float(scores[i])) for i in order]
+        # Fused candidates past the ranker's depth (or unknown to the mirror) follow in order.
+        placed = set(ids)
+        floor = float(scores.min()) if len(scores) else 0.0
+        ranked += [(i, floor) for i, _ in found.fused if i not in placed]
+        return Ranking(ranked[:k], ranker.version)
+
+    def features(self, q: str, found: Candidates) -> NDArray[np.float32]:
+        """The ranker's feature matrix for the candidates (marquee_search.features)."""
+        assert found.signals is not None
+        assert self.mirror is not None
+        return candidate_features(found.cues, found.signals, self.mirror, q)
+
+    async def candidates(
+        self, q: str, filters: MovieFilters, k: int = 10, *, signals_depth: int = 0
+    ) -> Candidates:
+        """The fused candidates of a request, and for the first ``signals_depth`` of them what
+        retrieval computed about each: the learned ranker's input, for serving and for
+        training (bench/train_ranker.py)."""
         fusion = self.tuning.fusion
         depth = max(fusion.depth, k)
-        encoding = asyncio.ensure_future(self.embed_query(q))
+        windows = self.windows(q)
+        encoding = asyncio.ensure_future(self.embed_windows(windows))
         keyword = self.keyword_ranking(q, depth, filters)  # while the model encodes
-        # Ids and distances only: the fusion needs no more, and the rows of the few kept come
-        # from the mirror afterwards. When Chroma answers (catalogs past the exact limit),
-        # shipping a hundred records to keep ten cost three times the query itself (16-18 ms
-        # against 5-6 ms; docs/performance.md).
-        dense = await self.nearest(await encoding, depth, filters, metadata=False)
-        fused = fuse([(n.tmdb_id, n.similarity) for n in dense], keyword, fusion)
-        return fused[:k]
+        queries = await encoding
+        mirror = self.mirror
+        cues = parse_request(q, len(windows))
+        exact = (
+            mirror is not None and 0 < len(mirror) <= self._exact_max and mirror.vectors_complete()
+        )
+        if exact and mirror is not None:
+            FILTER_PATHS.labels("memory").inc()
+            sims = mirror.similarities(queries)
+            dense_score, head, best, mean = combine(sims, self.tuning.windows)
+            keep = mirror.searchable(None if filters.is_empty() else mirror.mask(filters))
+            rows = mirror.top_rows(dense_score, keep, depth)
+            dense = [(int(mirror.tmdb_ids[r]), float(dense_score[r])) for r in rows]
+            fused = fuse(dense, keyword, fusion)
+            return self._with_signals(
+                cues,
+                fused,
+                keyword,
+                dense_of=lambda r: (dense_score[r], head[r], best[r], mean[r]),
+                depth=signals_depth,
+                dense=dense,
+            )
+        # Chroma answers: each window's neighbours, then every candidate's cosines to every
+        # window from its stored vector (one read), combined as on the exact path.
+        per_window = await asyncio.gather(
+            *(self.nearest(v, depth, filters, metadata=False) for v in queries)
+        )
+        pool = list(dict.fromkeys(n.tmdb_id for found in per_window for n in found))
+        if len(queries) == 1 and (not signals_depth or mirror is None):
+            dense = [(n.tmdb_id, n.similarity) for n in per_window[0]]
+            return Candidates(fuse(dense, keyword, fusion), cues, dense_ids=[i for i, _ in dense])
+        stored = await self.vectors(list(dict.fromkeys([*pool, *(i for i, _ in keyword)])))
+        ids = list(stored)
+        matrix = (
+            np.stack([stored[i] for i in ids])
+            if ids
+            else np.zeros((0, queries.shape[1]), np.float32)
+        ).astype(np.float32)
+        norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+        cosines = (matrix / np.where(norms > 0, norms, 1.0)) @ queries.T
+        parts = combine(np.asarray(cosines, np.float32), self.tuning.windows)
+        at = {i: n for n, i in enumerate(ids)}
+        in_pool = set(pool)
+        dense = sorted(
+            ((i, float(parts[0][at[i]])) for i in ids if i in in_pool), key=lambda x: -x[1]
+        )[:depth]
+        fused = fuse(dense, keyword, fusion)
+        if mirror is None:
+            return Candidates(fused, cues, dense_ids=[i for i, _ in dense])
+        rows_of = {mirror.row(i): at[i] for i in ids}
+        return self._with_signals(
+            cues,
+            fused,
+            keyword,
+            dense_of=lambda r: tuple(p[rows_of[r]] for p in parts),
+            depth=signals_depth,
+            dense=dense,
+        )
+
+    @staticmethod
+    def _mirrored_vectors(mirror: CatalogMirror, rows: list[int]) -> NDArray[np.float32] | None:
+        if mirror.vectors is None or not rows or not mirror.has_vector[rows].all():
+            return None
+        return mirror.vectors[rows]
+
+    def _with_signals(
+        self,
+        cues: RequestCues,
+        fused: list[tuple[int, float]],
+        keyword: Sequence[tuple[int, float]],
+        *,
+        dense_of: Any,
+        depth: int,
+        dense: Sequence[tuple[int, float]],
+    ) -> Candidates:
+        mirror = self.mirror
+        dense_ids = [i for i, _ in dense]
+        if not depth or mirror is None:
+            return Candidates(fused, cues, dense_ids=dense_ids)
+        bm25 = dict(keyword)
+        head = fused[:depth]
+        picked = [(i, s, r) for i, s in head if (r := mirror.row(i)) is not None]
+        try:
+            parts = np.asarray([dense_of(r) for _, _, r in picked], np.float32).reshape(-1, 4)
+        except KeyError:  # a movie the mirror holds but Chroma no longer does: skip features
+            return Candidates(fused, cues, dense_ids=dense_ids)
+        signals = CandidateSignals(
+            rows=np.asarray([r for _, _, r in picked], np.intp),
+            dense=parts[:, 0],
+            dense_head=parts[:, 1],
+            dense_max=parts[:, 2],
+            dense_mean=parts[:, 3],
+            bm25f=np.asarray([bm25.get(i, 0.0) for i, _, _ in picked], np.float32),
+            fused=np.asarray([s for _, s, _ in picked], np.float32),
+            vectors=self._mirrored_vectors(mirror, [r for _, _, r in picked]),
+        )
+        return Candidates(fused, cues, signals, [i for i, _, _ in picked], dense_ids)
 
     async def _hits(
         self, ranked: Sequence[tuple[int, float]], filters: MovieFilters | None = None
@@ -283,7 +530,7 @@ class SearchEngine:
         return hits
 
     async def similar_text(self, q: str, k: int, filters: MovieFilters) -> list[MovieHit]:
-        return (await self.search(q, k, filters, "semantic"))[1]
+        return (await self.search(q, k, filters, "semantic")).hits
 
     # -- dense retrieval with filters --------------------------------------------------------
 
@@ -430,8 +677,22 @@ class SearchEngine:
         embeddings = got["embeddings"]
         if not got["ids"] or embeddings is None or len(embeddings) == 0:
             raise MovieNotFoundError(tmdb_id)
-        found = await self.nearest(embeddings[0], k, filters, exclude=frozenset({tmdb_id}))
-        return self._as_hits(found)
+        floor = self.tuning.similar_floor
+        mirror = self.mirror
+        exclude = frozenset({tmdb_id})
+        if filters.min_votes is not None or filters.min_rating is not None or mirror is None:
+            return self._as_hits(await self.nearest(embeddings[0], k, filters, exclude=exclude))
+        # A floor on quality the caller did not set one for: a 0.5-star film with four votes
+        # is a near neighbour of nothing a person wants suggested. Movies whose rating or
+        # votes are unknown pass (a filter would drop them), so it is applied here, on the
+        # mirror's columns, to an over-fetched list.
+        fetch = k * 2 + 10
+        while True:
+            found = await self.nearest(embeddings[0], fetch, filters, exclude=exclude)
+            kept = [n for n in found if floor.passes(mirror, n.tmdb_id)]
+            if len(kept) >= k or len(found) < fetch or fetch >= 1000:
+                return self._as_hits(kept[:k])
+            fetch *= 4
 
     async def vectors(self, ids: Sequence[int]) -> dict[int, NDArray[np.float32]]:
         if not ids:

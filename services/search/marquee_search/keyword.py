@@ -312,6 +312,43 @@ class KeywordIndex:
                 scores[row] += params.title_bonus * (similarity - cutoff + 1) / (101 - cutoff)
         return scores
 
+    def field_scores(
+        self, text: str, rows: NDArray[np.intp], params: Bm25Params = DEFAULT_BM25
+    ) -> tuple[NDArray[np.float32], NDArray[np.float32], NDArray[np.float32]]:
+        """Per field, for each of ``rows`` (each len(rows) x len(FIELDS)): the BM25 score of
+        the field scored alone (its own length normalisation and saturation), how many query
+        terms it contains, and its length in terms. Features for the learned ranker: a title
+        hit and a plot hit of equal BM25F mean different things, and a title whose every word
+        is in the request differs from one sharing a word with it. Walks only the query's
+        postings, as ``scores`` does, keeping the candidates' entries."""
+        out = np.zeros((len(rows), len(FIELDS)), np.float32)
+        matched = np.zeros((len(rows), len(FIELDS)), np.float32)
+        n_docs = len(self._doc_terms)
+        if not n_docs or not len(rows):
+            return out, matched, np.zeros_like(out)
+        lengths = self._lengths[rows]
+        position = np.full(self.capacity, -1, np.int64)
+        position[rows] = np.arange(len(rows))
+        average = np.maximum(self._totals / n_docs, 1e-6).astype(np.float32)
+        b = np.asarray(params.b, np.float32)
+        for term, query_weight in self.query_terms(text, params):
+            postings = self._postings[term]
+            at = position[postings.rows]
+            hit = at >= 0
+            if not hit.any():
+                continue
+            df = len(postings.rows)
+            idf = math.log(1.0 + (n_docs - df + 0.5) / (df + 0.5))
+            kept = postings.rows[hit]
+            tf = postings.tf[hit] / (1.0 - b + b * self._lengths[kept] / average)
+            out[at[hit]] += query_weight * idf * tf * (params.k1 + 1) / (tf + params.k1)
+            matched[at[hit]] += postings.tf[hit] > 0
+        return out, matched, lengths
+
+    def title_key(self, row: int) -> str:
+        """The row's title as whole-title matching compares it (folded, spaces collapsed)."""
+        return self._titles.get(row, "")
+
     def title_matches(self, text: str, min_similarity: float) -> list[tuple[int, float]]:
         """Rows whose title is close to the whole query as typed (``the dark knigth`` is
         closer to The Dark Knight than to The Dark Knight Rises), most similar first."""

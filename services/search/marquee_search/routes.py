@@ -4,16 +4,20 @@ from __future__ import annotations
 
 from typing import Annotated
 
+import structlog
 from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
 
 from marquee_search.engine import SearchEngine
 from marquee_shared.api import (
+    MAX_QUERY_CHARS,
     MovieDetail,
     MovieFilters,
     SearchParams,
     SearchResponse,
     SimilarParams,
     SimilarResponse,
+    query_too_long,
 )
 
 router = APIRouter()
@@ -29,11 +33,29 @@ async def get_engine(request: Request) -> SearchEngine:
 Engine = Annotated[SearchEngine, Depends(get_engine)]
 
 
-@router.get("/search")
+async def query_within_cap(request: Request) -> None:
+    """q no longer than MAX_QUERY_CHARS (a setting, so not in SearchParams, which checks only
+    the ceiling); as sent, before trimming. Runs before the parameters are validated."""
+    # create_app's settings, when it has put them on the app state; else the default cap.
+    settings = getattr(request.app.state, "settings", None)
+    limit: int = settings.max_query_chars if settings is not None else MAX_QUERY_CHARS
+    if error := query_too_long(request.query_params.get("q"), limit):
+        raise RequestValidationError([error])
+
+
+@router.get("/search", dependencies=[Depends(query_within_cap)])
 async def search(params: Annotated[SearchParams, Query()], engine: Engine) -> SearchResponse:
-    mode, results = await engine.search(params.q, params.k, params, params.mode)
+    found = await engine.search(params.q, params.k, params, params.mode)
     filters = MovieFilters.model_validate(params.model_dump(exclude={"q", "k", "mode"}))
-    return SearchResponse(query=params.q, k=params.k, mode=mode, filters=filters, results=results)
+    structlog.contextvars.bind_contextvars(ranker=found.ranker)
+    return SearchResponse(
+        query=params.q,
+        k=params.k,
+        mode=found.mode,
+        ranker=found.ranker,
+        filters=filters,
+        results=found.hits,
+    )
 
 
 @router.get("/movies/{tmdb_id}")

@@ -3,13 +3,39 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import Field, PositiveInt
-from pydantic_settings import SettingsConfigDict
+from pydantic import (
+    AliasChoices,
+    AnyHttpUrl,
+    Field,
+    PositiveFloat,
+    PositiveInt,
+    SecretStr,
+    field_validator,
+)
+from pydantic_settings import NoDecode, SettingsConfigDict
 
 from marquee_embedder.encoder import Backend
 from marquee_embedder.settings import default_model_path
+from marquee_search.ranker import DEFAULT_MODEL as DEFAULT_RANKER_MODEL
+from marquee_shared.api import MAX_QUERY_CHARS, QUERY_CHARS_CEILING
 from marquee_shared.settings import CommonSettings
+
+DEFAULT_HEDGES = (
+    "i think",
+    "i believe",
+    "maybe",
+    "might be",
+    "not sure",
+    "can't remember",
+    "cannot remember",
+    "don't remember",
+    "can't recall",
+    "i forget",
+    "or something",
+    "something like",
+)
 
 
 class SearchSettings(CommonSettings):
@@ -44,6 +70,47 @@ class SearchSettings(CommonSettings):
     query_cache_size: int = Field(
         default=4096, ge=0, description="Query vectors kept in memory (LRU); 0 disables."
     )
+    ranker_model: Path | None = Field(
+        default=DEFAULT_RANKER_MODEL,
+        description="The learned ranker (LightGBM LambdaMART text file) that re-orders the "
+        "fused candidates of descriptions; the shipped one by default (made by make "
+        "train-ranker, card beside it). Empty: hybrid keeps the fusion's order.",
+    )
+
+    @field_validator("ranker_model", mode="before")
+    @classmethod
+    def _ranker_off(cls, value: object) -> object:
+        # MARQUEE_SEARCH_RANKER_MODEL= (empty) or "none" turns the learned ranker off.
+        if isinstance(value, str) and value.strip().lower() in {"", "none", "off"}:
+            return None
+        return value
+
+    ranker_min_words: PositiveInt = Field(
+        default=8,
+        description="Requests of at least this many words are re-ordered by the ranker; "
+        "shorter ones (titles, names, keywords) keep the fusion's order.",
+    )
+    window_tokens: int = Field(
+        default=128,
+        ge=16,
+        le=256,
+        description="A request longer than this many word pieces is encoded as several "
+        "windows of whole sentences (plus the request whole), in one batch, and a movie's "
+        "dense score mixes its best and mean window cosines (docs/evaluation.md).",
+    )
+    similar_min_votes: int | None = Field(
+        default=20,
+        ge=0,
+        description="Similar movies: leave out movies with fewer TMDB votes than this (unknown "
+        "counts pass), unless the request sets min_votes or min_rating itself.",
+    )
+    similar_min_rating: float | None = Field(
+        default=5.0,
+        ge=0,
+        le=10,
+        description="Similar movies: leave out movies rated below this (unknown ratings pass), "
+        "unless the request sets min_votes or min_rating itself.",
+    )
     exact_max_movies: int = Field(
         default=100_000,
         ge=0,
@@ -67,4 +134,93 @@ class SearchSettings(CommonSettings):
         ge=0,
         description="How long startup waits for the keyword index to load from Chroma before "
         "serving anyway (hybrid answers as semantic, keyword mode with 503, until it has).",
+    )
+    # -- Claude re-ranking of complex requests (marquee_search.llm_rerank) -----------------------
+    # The plain ANTHROPIC_* names are the ones the SDK and Anthropic's docs use (the explainer
+    # takes them too); the MARQUEE_SEARCH_ ones win, so search can use another key or none.
+    anthropic_api_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("MARQUEE_SEARCH_ANTHROPIC_API_KEY", "ANTHROPIC_API_KEY"),
+        description="With a key (and LLM_RERANK on), long or hedged hybrid searches are "
+        "re-ranked by Claude; without one nothing changes.",
+    )
+    anthropic_base_url: AnyHttpUrl | None = Field(
+        default=None,
+        validation_alias=AliasChoices("MARQUEE_SEARCH_ANTHROPIC_BASE_URL", "ANTHROPIC_BASE_URL"),
+        description="Messages API base URL (a proxy, or a fake server in tests).",
+    )
+    llm_rerank: bool = Field(
+        default=True,
+        description="Re-rank long or hedged hybrid searches with Claude when a key is set; "
+        "false keeps the learned ranking even with a key (e.g. the explainer's).",
+    )
+    llm_rerank_model: str = Field(
+        default="claude-haiku-4-5",
+        min_length=1,
+        description="Claude model; part of the cache key, so a change never serves old orders.",
+    )
+    llm_rerank_candidates: int = Field(
+        default=25,
+        ge=2,
+        le=50,
+        description="Top hits of the learned ranking sent to Claude (id, title, year, overview "
+        "cut to 300 characters); Claude can only reorder what it sees.",
+    )
+    llm_rerank_min_chars: int = Field(
+        default=200,
+        ge=1,
+        description="A request at least this long is re-ranked (long descriptions are where "
+        "the embedding and BM25 miss most; short ones are mostly titles).",
+    )
+    llm_rerank_hedges: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: list(DEFAULT_HEDGES),
+        description="Comma-separated phrases that mark a request as hedged, so it is re-ranked "
+        "whatever its length (whole words, any case, curly or straight apostrophes). Empty: "
+        "length only.",
+    )
+    llm_rerank_deadline_s: PositiveFloat = Field(
+        default=4.0,
+        le=30,
+        description="Budget for one re-ranking, cache read, retries and all; past it the "
+        "search answers with the learned ranking.",
+    )
+    llm_rerank_max_retries: int = Field(
+        default=1,
+        ge=0,
+        le=5,
+        description="SDK retries on 429/5xx/connection errors, within the deadline.",
+    )
+    llm_rerank_cache_ttl_s: int = Field(
+        default=24 * 3600,
+        ge=0,
+        description="How long Claude's order for one request and candidate list is reused "
+        "from Redis. 0: not cached.",
+    )
+    llm_rerank_titles: bool = Field(
+        default=False,
+        description="Name, then verify: Claude may also name titles it believes match; those "
+        "found in this replica's catalog by title (and year) join the results after the "
+        "candidates it ranked. Titles not in the catalog are never shown.",
+    )
+    llm_rerank_title_min_similarity: float = Field(
+        default=90.0,
+        ge=50,
+        le=100,
+        description="How close (0-100, whole-title fuzzy ratio) a catalog title must be to a "
+        "title Claude names for it to count as that movie.",
+    )
+
+    @field_validator("llm_rerank_hedges", mode="before")
+    @classmethod
+    def _split_hedges(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [h.strip() for h in value.split(",") if h.strip()]
+        return value
+
+    max_query_chars: PositiveInt = Field(
+        default=MAX_QUERY_CHARS,
+        le=QUERY_CHARS_CEILING,
+        description="Longest q of /search in characters; longer ones get a 422 saying so. Keep "
+        "it at least the gateway's MAX_QUERY_CHARS, or the gateway's longest queries come back "
+        "refused.",
     )

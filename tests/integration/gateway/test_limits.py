@@ -14,7 +14,9 @@ import httpx
 import pytest
 from prometheus_client import REGISTRY
 
+from marquee_gateway.limits import MAX_QUERY_STRING_BYTES, max_query_string_bytes
 from marquee_gateway.ratelimit import RateLimiter
+from marquee_shared.api import MAX_QUERY_CHARS, TMDB_GENRES
 from marquee_shared.events import CATALOG_STREAM, MAX_EVENT_BYTES
 from tests.integration.gateway.conftest import API_KEY, OTHER_KEY
 
@@ -22,6 +24,16 @@ pytestmark = pytest.mark.integration
 
 EVENTS = "/v1/catalog/events"
 DELETE = {"type": "movie.deleted", "source": "test", "tmdb_id": 578}
+EVERY_FILTER = {
+    "genres": list(TMDB_GENRES),
+    "year_min": 1870,
+    "year_max": 2100,
+    "min_rating": 0,
+    "min_votes": 0,
+    "language": "en",
+    "mode": "semantic",
+}
+"""Each filter present, matching every test movie, written as a client would."""
 
 
 def assert_rate_limited(r: httpx.Response, limit: int) -> int:
@@ -211,12 +223,27 @@ async def test_a_body_over_the_limit_is_refused_with_413(gateway, redis):
 
 async def test_an_overlong_query_string_is_refused_with_414(gateway):
     async with gateway() as gw, httpx.AsyncClient(base_url=gw) as client:
-        r = await client.get("/v1/search", params={"q": "shark", "genres": ["Horror"] * 1500})
+        junk = ["Horror"] * (MAX_QUERY_STRING_BYTES // len("genres=Horror&") + 1)
+        r = await client.get("/v1/search", params={"q": "shark", "genres": junk})
         assert r.status_code == 414
-        assert "query string is longer than" in r.json()["detail"]
-        # The longest valid query, in the widest characters, still fits.
-        r = await client.get("/v1/search", params={"q": "\U0001f988" * 500, "k": 100})
+        assert r.json() == {"detail": f"query string is longer than {MAX_QUERY_STRING_BYTES} bytes"}
+        # The longest valid query, in the widest characters, with every filter, still fits,
+        # through the gateway and the hop to search (12 bytes a character once encoded).
+        widest = "\U0001f988" * MAX_QUERY_CHARS
+        r = await client.get("/v1/search", params={"q": widest, "k": 100, **EVERY_FILTER})
         assert r.status_code == 200, r.text
+        assert r.json()["query"] == widest
+
+
+async def test_the_query_string_limit_follows_the_query_cap(gateway):
+    async with gateway(max_query_chars=100) as gw, httpx.AsyncClient(base_url=gw) as client:
+        limit = max_query_string_bytes(100)
+        assert limit < MAX_QUERY_STRING_BYTES
+        r = await client.get("/v1/search", params={"q": "\U0001f988" * 100, **EVERY_FILTER})
+        assert r.status_code == 200, r.text
+        r = await client.get("/v1/search", params={"q": "\U0001f988" * (limit // 12 + 1)})
+        assert r.status_code == 414
+        assert r.json() == {"detail": f"query string is longer than {limit} bytes"}
 
 
 def oversized_event() -> dict[str, object]:
@@ -293,3 +320,6 @@ async def test_the_openapi_schema_documents_the_limits(gateway):
         assert "Retry-After" in op["responses"]["429"]["headers"]
         if "requestBody" in op:
             assert "413" in op["responses"], (path, method)
+    # The search query's cap, a setting, is the documented maxLength (the model's is higher).
+    (q,) = [p for p in spec["paths"]["/v1/search"]["get"]["parameters"] if p["name"] == "q"]
+    assert q["schema"]["maxLength"] == MAX_QUERY_CHARS

@@ -16,6 +16,7 @@ from marquee_gateway.app import create_app as create_gateway
 from marquee_gateway.settings import GatewaySettings
 from marquee_search.app import create_app as create_search
 from marquee_search.settings import SearchSettings
+from marquee_shared.api import MAX_QUERY_CHARS
 from marquee_shared.chroma import open_collection
 from marquee_shared.events import CATALOG_STREAM, Movie, MovieFetched, decode_event
 from tests.support.asgi import serve
@@ -197,7 +198,7 @@ async def test_clear_errors(stack):
     r = await get(gw + "/v1/search", q="   ")
     assert r.status_code == 422
 
-    r = await get(gw + "/v1/search", q="x" * 501)
+    r = await get(gw + "/v1/search", q="x" * (MAX_QUERY_CHARS + 1))
     assert r.status_code == 422
 
     r = await get(gw + "/v1/movies/abc")

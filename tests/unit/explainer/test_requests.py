@@ -7,7 +7,11 @@ import pytest
 from pydantic import ValidationError
 
 from marquee_explainer.settings import ExplainerSettings
-from marquee_shared.api import SearchHitExplanationRequest, TasteExplanationRequest
+from marquee_shared.api import (
+    MAX_QUERY_CHARS,
+    SearchHitExplanationRequest,
+    TasteExplanationRequest,
+)
 
 
 def test_taste_from_ids_and_ratings():
@@ -47,7 +51,7 @@ def test_search_hit_requests_need_a_query():
     with pytest.raises(ValidationError):
         SearchHitExplanationRequest(query="   ", tmdb_id=1)
     with pytest.raises(ValidationError):
-        SearchHitExplanationRequest(query="x" * 501, tmdb_id=1)
+        SearchHitExplanationRequest(query="x" * (MAX_QUERY_CHARS + 1), tmdb_id=1)
 
 
 def test_settings_default_to_the_deterministic_explainer(monkeypatch):

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from marquee_gateway.web import CONTENT_SECURITY_POLICY, STATIC_DIR
+from marquee_shared.api import MAX_QUERY_CHARS
 
 PYPROJECT = Path(__file__).resolve().parents[3] / "services" / "gateway" / "pyproject.toml"
 SCRIPTS = sorted((STATIC_DIR / "js").glob("*.js"))
@@ -64,3 +65,18 @@ def test_the_page_fits_its_content_security_policy() -> None:
     assert not re.search(r"\son\w+=", html), "inline event handlers are blocked"
     for script in SCRIPTS:
         assert 'setAttribute("style"' not in script.read_text(), script.name
+
+
+def test_the_search_box_takes_a_long_description() -> None:
+    # A textarea (a paragraph wraps and the box grows) that is still the palette's combobox,
+    # capped at the default query length (the gateway serves its own cap in its place).
+    html = (STATIC_DIR / "index.html").read_text()
+    box = re.search(r"<textarea[^>]*\sid=\"palette-input\"[^>]*>", html)
+    assert box, "the search box is not a textarea"
+    attrs = dict(re.findall(r'([\w-]+)="([^"]*)"', box.group(0)))
+    assert attrs["role"] == "combobox"
+    assert attrs["maxlength"] == str(MAX_QUERY_CHARS)
+    assert attrs["aria-controls"] == "palette-results"
+    for described_by in attrs["aria-describedby"].split():
+        assert f'id="{described_by}"' in html, described_by
+    assert "textarea" in (STATIC_DIR / "js" / "palette.js").read_text()  # in the focus trap

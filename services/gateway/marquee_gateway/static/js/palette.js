@@ -8,6 +8,8 @@ import { filterParams, hasFilters, onChange } from "./state.js";
 
 const DEBOUNCE_MS = 160;
 const RESULTS = 8;
+const COUNT_FROM = 0.8; // show the character count from this share of the limit on
+const COUNT_NOTE_MS = 1000; // screen readers hear the count once typing pauses, not per key
 const STOPWORDS = new Set(
   ("a an and are about as at be but by for from has have he her his in into is it its movie " +
     "film of on or she that the their then there they this to was were where which while who " +
@@ -53,13 +55,52 @@ export function createPalette({ navigate }) {
   const status = document.getElementById("palette-status");
   const closeButton = document.getElementById("palette-close");
   const filtersEl = document.getElementById("palette-filters");
+  const count = document.getElementById("palette-count");
+  const countNote = document.getElementById("palette-count-note");
   let hits = [];
   let active = -1;
   let controller = null;
   let opener = null;
   let lastQuery = "";
+  let pasteCut = false;
 
   filterBar(filtersEl);
+
+  /** The box grows with its text up to its CSS max-height, then scrolls. */
+  function fit() {
+    input.style.height = "auto";
+    input.style.height = `${input.scrollHeight}px`;
+  }
+
+  /** Near the limit (the box's maxlength, which the gateway sets to its cap), say how near. */
+  function showCount() {
+    const limit = input.maxLength;
+    const n = input.value.length;
+    if (n < limit) pasteCut = false;
+    if (limit <= 0 || n < limit * COUNT_FROM) {
+      count.hidden = true;
+      countNote.textContent = "";
+      return;
+    }
+    const fmt = (x) => x.toLocaleString("en");
+    let note = `${fmt(n)} of ${fmt(limit)} characters.`;
+    if (n >= limit) {
+      note = pasteCut
+        ? `The pasted text was cut at the limit, ${fmt(limit)} characters. Keep the details that set the film apart.`
+        : `That is the limit, ${fmt(limit)} characters.`;
+    }
+    count.hidden = false;
+    count.classList.toggle("palette-count-full", n >= limit);
+    count.textContent = n >= limit ? note : `${fmt(n)} / ${fmt(limit)}`;
+    announceCount(note);
+  }
+  const announceCount = debounce((note) => { countNote.textContent = note; }, COUNT_NOTE_MS);
+
+  function setText(value) {
+    input.value = value;
+    fit();
+    showCount();
+  }
 
   function setStatus(...content) {
     clear(status).append(...content);
@@ -79,8 +120,9 @@ export function createPalette({ navigate }) {
     backdrop.hidden = false;
     document.body.classList.add("modal-open");
     setBackgroundInert(true);
-    if (initial) input.value = initial;
+    if (initial) setText(initial);
     input.focus();
+    fit(); // its width may have changed while it was hidden
     input.select();
     if (input.value.trim()) run();
     else showHints();
@@ -107,7 +149,7 @@ export function createPalette({ navigate }) {
       "Describe a plot, a mood, a title or a name. Try: ",
       EXAMPLES.map((ex, i) => [
         i ? ", " : "",
-        h("button", { type: "button", class: "link-button", onclick: () => { input.value = ex; run(); input.focus(); } }, ex),
+        h("button", { type: "button", class: "link-button", onclick: () => { setText(ex); run(); input.focus(); } }, ex),
       ]),
     );
   }
@@ -204,19 +246,28 @@ export function createPalette({ navigate }) {
   }
   const search = debounce(run, DEBOUNCE_MS);
 
-  input.addEventListener("input", search);
+  input.addEventListener("input", () => { fit(); showCount(); search(); });
+  input.addEventListener("paste", (e) => {
+    // maxlength cuts a long paste silently: remember it, so the count can say so.
+    const pasted = e.clipboardData?.getData("text") ?? "";
+    const kept = input.value.length - (input.selectionEnd - input.selectionStart);
+    pasteCut = kept + pasted.length > input.maxLength;
+  });
   input.addEventListener("keydown", (e) => {
+    if (e.isComposing) return; // Enter that confirms an IME composition is not a search
     if (e.key === "ArrowDown") { e.preventDefault(); setActive(active + 1); }
     else if (e.key === "ArrowUp") { e.preventDefault(); setActive(active - 1); }
     else if (e.key === "Home" && e.ctrlKey) { e.preventDefault(); setActive(0); }
     else if (e.key === "End" && e.ctrlKey) { e.preventDefault(); setActive(-1); }
-    else if (e.key === "Enter") {
+    else if (e.key === "Enter" && !e.shiftKey) { // Shift+Enter: a new line, as in any text box
       e.preventDefault();
-      if (active >= 0) openHit(active);
+      // The active option opens only if the list is for the text as it is now.
+      if (active >= 0 && lastQuery === input.value.trim()) openHit(active);
       else { search.cancel(); run(); }
     }
   });
   closeButton.addEventListener("click", close);
+  window.addEventListener("resize", () => { if (isOpen()) fit(); }); // wraps differently
   backdrop.addEventListener("mousedown", (e) => { if (e.target === backdrop) close(); });
   backdrop.addEventListener("keydown", (e) => {
     if (e.key === "Escape") { e.preventDefault(); close(); return; }
@@ -253,7 +304,7 @@ function isTyping(el) {
 
 /** Keep Tab inside the dialog (aria-modal promises it). */
 function trapFocus(e, root) {
-  const focusable = [...root.querySelectorAll("input, select, button, a[href], [tabindex]:not([tabindex='-1'])")]
+  const focusable = [...root.querySelectorAll("input, textarea, select, button, a[href], [tabindex]:not([tabindex='-1'])")]
     .filter((el) => !el.disabled && el.offsetParent !== null);
   if (!focusable.length) return;
   const first = focusable[0];
