@@ -411,7 +411,7 @@ async def main(args: argparse.Namespace) -> int:
     elapsed = time.perf_counter() - started
     if args.results:
         # A side run (e.g. another backend): its own file; search.json and the docs are left
-        # to the default backend's run.
+        # to the default run (``report``).
         args.results.parent.mkdir(parents=True, exist_ok=True)
         args.results.write_text(
             json.dumps(
@@ -421,9 +421,7 @@ async def main(args: argparse.Namespace) -> int:
                 indent=1,
             )
         )
-        print(json.dumps(table, indent=1))
-        return 0
-    write_search_report(table, len(chosen), len(tune_q), engine.tuning, elapsed, args.write)
+    print(json.dumps(table, indent=1))
     return 0
 
 
@@ -516,48 +514,6 @@ async def report(
     if write:
         write_doc_section("search", text)
     return 0
-
-
-def write_search_report(
-    table: dict[str, dict[str, float]],
-    n: int,
-    n_tune: int,
-    tuning: Any,
-    elapsed: float,
-    write: bool,
-) -> None:
-    import dataclasses
-
-    headers = ["mode", "recall@1", "recall@10", "recall@100", "MRR@10"]
-    rows = [
-        [name, m["recall@1"], m["recall@10"], m["recall@100"], m["mrr@10"]]
-        for name, m in table.items()
-    ]
-    text = (
-        f"Search on tomt_dev, report split: {n} queries (tuned on the other {n_tune}). "
-        f"Made by `make eval` (`.venv/bin/python bench/eval_search.py --write`) on {machine()}, "
-        f"{elapsed:.0f}s.\n\n{markdown_table(headers, rows)}\n\n"
-        f"Parameters: {tuning.bm25}, {tuning.fusion}."
-    )
-    print(text)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "search.json").write_text(
-        json.dumps(
-            {
-                "split": "report",
-                "queries": n,
-                "tune_queries": n_tune,
-                "metrics": table,
-                "bm25": dataclasses.asdict(tuning.bm25),
-                "fusion": dataclasses.asdict(tuning.fusion),
-                "machine": machine(),
-                "seconds": round(elapsed),
-            },
-            indent=1,
-        )
-    )
-    if write:
-        write_doc_section("search", text)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 
 import devstack  # noqa: E402
+from tests.fakes.anthropic import FakeAnthropic  # noqa: E402
 
 SHARED_DATA = ROOT.parent / "shared" / "data"
 CATALOG_CSV = SHARED_DATA / "catalog" / "movies.csv"
@@ -91,6 +92,14 @@ async def redis(redis_url: str) -> AsyncIterator[object]:
 def collection_name() -> str:
     """A fresh Chroma collection per test, so tests never see each other's movies."""
     return f"test_{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(scope="session")
+def fake_server() -> Iterator[FakeAnthropic]:
+    """A fake Anthropic Messages API on a free port (tests/fakes/anthropic.py), shared by the
+    session; each test's ``fake`` fixture resets it and sets its responder."""
+    with FakeAnthropic() as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -240,12 +240,6 @@ async def fresh_collection(chroma_url: str, redis_url: str, encoder: Any) -> str
     name = f"explain_{uuid.uuid4().hex[:10]}"
     await index_movies(chroma_url, name, redis_url, encoder, MOVIES)
     return name
-
-
-@pytest.fixture(scope="session")
-def fake_server() -> Iterator[FakeAnthropic]:
-    with FakeAnthropic() as server:
-        yield server
 
 
 @pytest.fixture
