@@ -33,7 +33,7 @@ def require_data() -> None:
 
 def machine() -> dict[str, Any]:
     """CPU model, cores, the ISA the int8 kernels use, Python, and the load when measured."""
-    from marquee_embedder.encoder import cpu_isa
+    from marquee_shared.model.encoder import cpu_isa
 
     model = platform.processor() or platform.machine()
     with contextlib.suppress(OSError):

@@ -57,16 +57,19 @@ import benchlib  # noqa: E402
 import httpx  # noqa: E402
 from redis.asyncio import Redis  # noqa: E402
 
-from marquee_embedder.encoder import DIMENSIONS, load_encoder  # noqa: E402
 from marquee_embedder.indexer import CatalogIndexer  # noqa: E402
 from marquee_embedder.ledger import Ledger  # noqa: E402
-from marquee_embedder.settings import default_model_path  # noqa: E402
 from marquee_explainer.app import create_app  # noqa: E402
 from marquee_explainer.settings import ExplainerSettings  # noqa: E402
 from marquee_ingest.sources import read_catalog_csv  # noqa: E402
 from marquee_shared.chroma import open_collection  # noqa: E402
 from marquee_shared.events import Movie, MovieFetched  # noqa: E402
 from marquee_shared.index import movie_document, movie_metadata, record_id  # noqa: E402
+from marquee_shared.model.encoder import (  # noqa: E402
+    DIMENSIONS,
+    default_model_path,
+    load_encoder,
+)
 from tests.fakes.anthropic import (  # noqa: E402
     FakeAnthropic,
     catalog_blocks,

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import csv
 import dataclasses
 import hashlib
@@ -34,6 +35,7 @@ import statistics
 import sys
 import time
 from collections import defaultdict
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -284,6 +286,44 @@ async def tune(engine: MemoryEngine, users: list[User], vectors: Any, catalog: A
     }
 
 
+@contextlib.asynccontextmanager
+async def indexed(
+    catalog: dict[int, Any],
+) -> AsyncIterator[tuple[Any, Any, np.ndarray, np.ndarray]]:
+    """The catalog's Chroma index for the evaluated model (cached), a replica's mirror of it,
+    and every stored vector."""
+    async with servers(data_dir()) as (redis_url, chroma_url):
+        collection = await ensure_index(chroma_url, redis_url, catalog)
+        sync = await mirror_from(collection, redis_url)
+        got = await collection.get(include=["embeddings"])
+        ids = np.asarray([int(i) for i in got["ids"]])
+        yield collection, sync, ids, np.asarray(got["embeddings"], np.float32)
+
+
+def score(
+    found: list[list[int]], users: list[User], vectors: Any, catalog: dict[int, Any]
+) -> dict[str, float]:
+    s = Scores()
+    for f, u in zip(found, users, strict=True):
+        s.add(f, u, vectors, catalog)
+    return s.summary()
+
+
+async def measure(catalog: dict[int, Any]) -> dict[str, float]:
+    """The default recommendations' metrics on the report users, for the model evaluated
+    (eval_encoder.py compares models with it)."""
+    from marquee_search.engine import SearchEngine
+    from marquee_shared.api import RecommendationRequest
+
+    default_lambda = RecommendationRequest.model_fields["mmr_lambda"].default
+    users = [u for u in load_users(catalog) if u.split == "report"]
+    async with indexed(catalog) as (collection, sync, ids, matrix):
+        vectors = {int(t): matrix[i] for i, t in enumerate(ids)}
+        engine = SearchEngine(collection, None, 0, sync)  # type: ignore[arg-type]
+        found = await run_taste(engine, users, DEFAULT_TASTE, default_lambda)
+        return score(found, users, vectors, catalog)
+
+
 async def main(args: argparse.Namespace) -> int:
     if not CATALOG_CSV.exists() or not (MOVIELENS / "ratings.csv").exists():
         print("skipped: ../shared/data is absent (the ../shared kit is not beside the project)")
@@ -301,13 +341,8 @@ async def main(args: argparse.Namespace) -> int:
         f"({len(tune_users)} tune, {len(report_users)} report)"
     )
     started = time.perf_counter()
-    async with servers(data_dir()) as (redis_url, chroma_url):
-        collection = await ensure_index(chroma_url, redis_url, catalog)
-        sync = await mirror_from(collection, redis_url)
+    async with indexed(catalog) as (collection, sync, ids, matrix):
         mirror = sync.mirror
-        got = await collection.get(include=["embeddings"])
-        ids = np.asarray([int(i) for i in got["ids"]])
-        matrix = np.asarray(got["embeddings"], np.float32)
         vectors = {int(t): matrix[i] for i, t in enumerate(ids)}
         if args.tune:
             found = await tune(MemoryEngine(ids, matrix, mirror), tune_users, vectors, catalog)
@@ -332,10 +367,7 @@ async def main(args: argparse.Namespace) -> int:
         print(f"  ours: {time.perf_counter() - t:.0f}s")
         table = {}
         for name, found in runs.items():
-            s = Scores()
-            for f, u in zip(found, chosen, strict=True):
-                s.add(f, u, vectors, catalog)
-            table[name] = s.summary()
+            table[name] = score(found, chosen, vectors, catalog)
     elapsed = time.perf_counter() - started
     headers = ["method", "recall@20", "nDCG@20", "diversity", "distinct genres"]
     rows = [[n, *m.values()] for n, m in table.items()]

@@ -69,12 +69,30 @@ def backend() -> str:
     return str(SearchSettings().backend)
 
 
+def model_setting() -> str:
+    """The model evaluated: MARQUEE_SEARCH_MODEL as search reads it (``stock``, the default,
+    ``movie-tuned`` or a model folder)."""
+    return os.environ.get("MARQUEE_SEARCH_MODEL", "stock")
+
+
+def model_dir() -> Path:
+    from marquee_shared.model.resolve import resolve_model
+
+    return resolve_model(model_setting())[0]
+
+
 def data_dir() -> Path:
-    """The cache of one catalog version and backend: its Chroma data, query vectors, results.
-    torch and onnx give the same vectors (cosine 1.000), so they share one cache."""
+    """The cache of one catalog version, backend and model (by its id's digest): its Chroma
+    data, query vectors, results. torch and onnx give the same vectors (cosine 1.000), so they
+    share one cache."""
+    from marquee_shared.model.resolve import resolve_model
+
     name = file_hash(CATALOG_CSV)
     chosen = backend()
-    return EVAL_DIR / (name if chosen in ("torch", "onnx") else f"{name}-{chosen}")
+    base = name if chosen in ("torch", "onnx") else f"{name}-{chosen}"
+    if model_setting() != "stock":
+        base += "-" + resolve_model(model_setting())[1].digest
+    return EVAL_DIR / base
 
 
 def load_catalog() -> dict[int, Any]:
@@ -93,10 +111,9 @@ async def servers(base: Path) -> AsyncIterator[tuple[str, str]]:
 
 def get_encoder() -> Any:
     """The model as the services load it (their default backend)."""
-    from marquee_embedder.encoder import load_encoder
-    from marquee_embedder.settings import default_model_path
+    from marquee_shared.model.encoder import load_encoder
 
-    return load_encoder(default_model_path(), backend())  # type: ignore[arg-type]
+    return load_encoder(model_dir(), backend())  # type: ignore[arg-type]
 
 
 def encode_cached(texts: list[str], name: str, encoder_box: dict[str, Any]) -> np.ndarray:

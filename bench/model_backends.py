@@ -35,11 +35,10 @@ def main() -> None:
     if not CATALOG.exists():
         raise SystemExit(f"{CATALOG} is absent: this benchmark needs the ../shared kit")
 
-    from marquee_embedder.encoder import BACKENDS, cpu_isa, load_encoder
-    from marquee_embedder.settings import default_model_path
     from marquee_ingest.sources import read_catalog_csv
     from marquee_shared.events import Movie
     from marquee_shared.index import movie_document
+    from marquee_shared.model.encoder import BACKENDS, cpu_isa, default_model_path, load_encoder
 
     movies = [
         m

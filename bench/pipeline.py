@@ -72,8 +72,7 @@ async def raw_encode(
     movies: list[Movie], chroma_url: str, backend: str, batch: int
 ) -> dict[str, Any]:
     """The backend alone (in the embedder's batches), then the serial upserts of its vectors."""
-    from marquee_embedder.encoder import load_encoder
-    from marquee_embedder.settings import default_model_path
+    from marquee_shared.model.encoder import default_model_path, load_encoder
 
     encoder = load_encoder(default_model_path(), backend)  # type: ignore[arg-type]
     rec = records(movies)
@@ -109,7 +108,7 @@ async def plain_torch_loop(movies: list[Movie], chroma_url: str) -> dict[str, An
     """sentence-transformers torch fp32, encode 32 then upsert 32, in one loop."""
     from sentence_transformers import SentenceTransformer
 
-    from marquee_embedder.settings import default_model_path
+    from marquee_shared.model.encoder import default_model_path
 
     model = SentenceTransformer(str(default_model_path()), device="cpu")
     rec = records(movies)

@@ -47,10 +47,9 @@ async def main(args: argparse.Namespace) -> int:
         return 0
     from threadpoolctl import threadpool_limits
 
-    from marquee_embedder.encoder import load_encoder
-    from marquee_embedder.settings import default_model_path
     from marquee_search.ranker import LearnedRanker
     from marquee_shared.api import MovieFilters
+    from marquee_shared.model.encoder import default_model_path, load_encoder
 
     threadpool_limits(limits=1, user_api="blas")  # as the service runs (app.py)
     rng = random.Random(5)

@@ -182,11 +182,10 @@ async def engine_for(
     search, request windows), over the cached Chroma index of the catalog."""
     from redis.asyncio import Redis
 
-    from marquee_embedder.settings import default_model_path
     from marquee_search.engine import SearchEngine, Tuning
     from marquee_search.settings import SearchSettings
     from marquee_search.sync import IndexSync
-    from marquee_search.windows import DEFAULT_WINDOWS, Windower
+    from marquee_shared.model.windows import DEFAULT_WINDOWS, Windower
 
     box: dict[str, Any] = {}
     async with ev.servers(ev.data_dir()) as (redis_url, chroma_url):
@@ -210,7 +209,7 @@ async def engine_for(
             Tuning(windows=params),
             exact_max_movies=SearchSettings().exact_max_movies,
             ranker=ranker,
-            windower=Windower(default_model_path(), params),
+            windower=Windower(ev.model_dir(), params),
         )
         yield engine, box
 

@@ -179,13 +179,12 @@ async def breakdown(
     from redis.asyncio import Redis
     from threadpoolctl import threadpool_limits
 
-    from marquee_embedder.encoder import load_encoder
-    from marquee_embedder.settings import default_model_path
     from marquee_search.engine import Tuning
     from marquee_search.hybrid import fuse
     from marquee_search.settings import SearchSettings
     from marquee_search.sync import IndexSync
     from marquee_shared.api import MovieFilters
+    from marquee_shared.model.encoder import default_model_path, load_encoder
 
     settings = SearchSettings()
     threadpool_limits(limits=1, user_api="blas")

@@ -18,8 +18,8 @@ from chromadb.config import Settings
 from fastapi import FastAPI
 from sentence_transformers import SentenceTransformer
 
-from marquee_embedder.settings import default_model_path
 from marquee_shared.index import genre_key
+from marquee_shared.model.encoder import default_model_path
 
 url = urlsplit(os.environ.get("SEED_CHROMA_URL", "http://127.0.0.1:8000"))
 client = chromadb.HttpClient(

@@ -1,4 +1,4 @@
-"""Choose how long requests are windowed (marquee_search/windows.py), on the tune split only.
+"""Choose how long requests are windowed (marquee_shared/model/windows.py), on the tune split only.
 
     .venv/bin/python bench/tune_windows.py
 
@@ -28,7 +28,7 @@ async def main() -> int:
         print(f"skipped: {ev.SHARED} is absent")
         return 0
     from marquee_search.hybrid import fuse
-    from marquee_search.windows import WindowParams
+    from marquee_shared.model.windows import WindowParams
 
     catalog = ev.load_catalog()
     tune = [q for q in ev.load_queries() if q.split == "tune"]

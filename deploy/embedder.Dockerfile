@@ -31,10 +31,11 @@ COPY shared/ shared/
 COPY services/embedder/ services/embedder/
 RUN pip install --no-deps ./shared ./services/embedder
 
-# Export the ONNX model (the default backend) at build time, into a folder the service user
-# reads: containers then start without the few seconds of export, and need no writable cache.
-RUN python -c "from pathlib import Path; from marquee_embedder.encoder import onnx_files; \
-from marquee_embedder.settings import default_model_path as m; \
+# Export the stock model to ONNX (the default backend) at build time, into a folder the service
+# user reads: containers then start without the few seconds of export, and need no writable
+# cache. Packaged bundles (MODEL=movie-tuned) carry their int8 file already.
+RUN python -c "from pathlib import Path; \
+from marquee_shared.model.encoder import default_model_path as m, onnx_files; \
 [onnx_files(m(), Path('/opt/marquee/onnx'), int8=q) for q in (False, True)]" \
     && chmod -R a+rX /opt/marquee
 ENV MARQUEE_EMBEDDER_ONNX_CACHE_DIR=/opt/marquee/onnx

@@ -24,24 +24,24 @@ WORKDIR /app
 # packages below ask for torch>=2.2, which this satisfies, so pip leaves it alone.
 RUN pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
 
-# Dependencies before code. Search embeds queries with the embedder's encoder, hence its package.
+# Dependencies before code. Search embeds queries with the shared model package
+# (marquee-shared[model]), the same code the embedder embeds documents with.
 COPY deploy/pyproject_deps.py deploy/
 COPY shared/pyproject.toml shared/
-COPY services/embedder/pyproject.toml services/embedder/
 COPY services/search/pyproject.toml services/search/
-RUN python deploy/pyproject_deps.py shared/pyproject.toml services/embedder/pyproject.toml \
-        services/search/pyproject.toml > /tmp/requirements.txt \
+RUN python deploy/pyproject_deps.py shared/pyproject.toml services/search/pyproject.toml \
+        > /tmp/requirements.txt \
     && pip install -r /tmp/requirements.txt
 
 COPY shared/ shared/
-COPY services/embedder/ services/embedder/
 COPY services/search/ services/search/
-RUN pip install --no-deps ./shared ./services/embedder ./services/search
+RUN pip install --no-deps ./shared ./services/search
 
-# Export the ONNX model (the default backend) at build time, into a folder the service user
-# reads: containers then start without the few seconds of export, and need no writable cache.
-RUN python -c "from pathlib import Path; from marquee_embedder.encoder import onnx_files; \
-from marquee_embedder.settings import default_model_path as m; \
+# Export the stock model to ONNX (the default backend) at build time, into a folder the service
+# user reads: containers then start without the few seconds of export, and need no writable
+# cache. Packaged bundles (MODEL=movie-tuned) carry their int8 file already.
+RUN python -c "from pathlib import Path; \
+from marquee_shared.model.encoder import default_model_path as m, onnx_files; \
 [onnx_files(m(), Path('/opt/marquee/onnx'), int8=q) for q in (False, True)]" \
     && chmod -R a+rX /opt/marquee
 ENV MARQUEE_SEARCH_ONNX_CACHE_DIR=/opt/marquee/onnx

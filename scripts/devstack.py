@@ -5,6 +5,10 @@ Redis (AOF on, unless REDIS_URL points at one that answers), a Chroma HTTP serve
 workers, search, explainer and the gateway, each its own process in its own session (so Ctrl+C
 reaches only this supervisor, which then stops everything in reverse order). Data lives under
 one folder, so running it again keeps the index and re-ingesting duplicates nothing.
+
+A process that dies is restarted with backoff while the others keep serving, as compose's
+``restart: unless-stopped`` does (``Supervisor``); the stack stops, saying which process and
+why, only when one keeps crashing (``RestartPolicy``: 5 times within a minute).
 """
 
 from __future__ import annotations
@@ -18,9 +22,11 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,8 +59,11 @@ class Proc:
     log_path: Path
     env: Mapping[str, str] = field(default_factory=dict)
     popen: subprocess.Popen[bytes] | None = None
+    stopped: bool = False
+    """Stopped on purpose (``stop``): a supervisor leaves it down."""
 
     def start(self) -> Proc:
+        self.stopped = False
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
         self.popen = subprocess.Popen(
@@ -81,6 +90,7 @@ class Proc:
                 os.kill(self.popen.pid, sig)
 
     def stop(self, timeout: float = 20.0) -> int | None:
+        self.stopped = True
         if self.popen is None:
             return None
         self.signal(signal.SIGTERM)
@@ -89,6 +99,12 @@ class Proc:
         except subprocess.TimeoutExpired:
             self.signal(signal.SIGKILL)
             return self.popen.wait(5)
+
+    def note(self, line: str) -> None:
+        """Append a line to the process's log (what happened to it, beside what it said)."""
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("a", encoding="utf-8") as log:
+            log.write(line + "\n")
 
     def log_tail(self, lines: int = 40) -> str:
         try:
@@ -113,6 +129,104 @@ class Proc:
             f"{self.name} did not become {what} within {timeout:g}s.\n"
             f"--- last lines of {self.log_path} ---\n{self.log_tail()}"
         )
+
+
+def describe_exit(code: int | None) -> str:
+    if code is None:
+        return "still running"
+    if code < 0:
+        with contextlib.suppress(ValueError):
+            return f"killed by {signal.Signals(-code).name}"
+    return f"exit code {code}"
+
+
+@dataclass(frozen=True)
+class RestartPolicy:
+    """Compose's ``restart: unless-stopped``, with a limit: a process that exits without being
+    stopped is started again after a delay that doubles with each crash counted in the window
+    (``first_delay_s``, then 2x, ... up to ``max_delay_s``); its ``max_crashes``-th crash within
+    ``window_s`` seconds stops the stack instead, since restarting it again would only hide
+    the fault."""
+
+    max_crashes: int = 5
+    window_s: float = 60.0
+    first_delay_s: float = 1.0
+    max_delay_s: float = 30.0
+
+    def delay(self, crashes: int) -> float:
+        return float(min(self.first_delay_s * 2 ** max(crashes - 1, 0), self.max_delay_s))
+
+
+class CrashLoopError(StackError):
+    """One process kept crashing; the message names it, its exits and its last log lines."""
+
+
+class Supervisor:
+    """Keeps the stack's processes running under a ``RestartPolicy``.
+
+    ``check`` looks once (restarts what is due, raises ``CrashLoopError`` on a crash loop);
+    ``run`` checks every ``interval_s`` until ``stop`` is set, in `make run`'s main thread or in
+    a test's background thread. A process stopped on purpose (``Proc.stop``) stays down.
+    """
+
+    def __init__(
+        self,
+        procs: list[Proc],
+        policy: RestartPolicy | None = None,
+        *,
+        say: Callable[[str], None] = print,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.procs = procs  # the stack's own list: processes added later are supervised too
+        self.policy = policy or RestartPolicy()
+        self.say = say
+        self.clock = clock
+        self.restarts = 0
+        self._crashes: dict[str, deque[float]] = {}
+        self._restart_at: dict[str, float] = {}
+
+    def check(self) -> None:
+        now = self.clock()
+        for proc in list(self.procs):
+            if proc.alive or proc.stopped or proc.popen is None:
+                self._restart_at.pop(proc.name, None)
+                continue
+            due = self._restart_at.get(proc.name)
+            if due is None:
+                self._crashed(proc, now)
+            elif now >= due:
+                del self._restart_at[proc.name]
+                proc.start()
+                self.restarts += 1
+                pid = proc.popen.pid if proc.popen else None
+                self.say(f"{proc.name} restarted (pid {pid})")
+                proc.note(f"--- devstack: restarted (pid {pid}) ---")
+
+    def _crashed(self, proc: Proc, now: float) -> None:
+        policy = self.policy
+        crashes = self._crashes.setdefault(proc.name, deque())
+        crashes.append(now)
+        while crashes and crashes[0] <= now - policy.window_s:
+            crashes.popleft()
+        how = describe_exit(proc.popen.returncode if proc.popen else None)
+        if len(crashes) >= policy.max_crashes:
+            raise CrashLoopError(
+                f"{proc.name} crashed {len(crashes)} times within {policy.window_s:g}s (last: "
+                f"{how}); stopping the stack rather than restarting it again.\n"
+                f"--- last lines of {proc.log_path} ---\n{proc.log_tail()}"
+            )
+        delay = policy.delay(len(crashes))
+        self._restart_at[proc.name] = now + delay
+        self.say(
+            f"{proc.name} stopped unexpectedly ({how}); restarting in {delay:g}s "
+            f"({len(crashes)} crash(es) within {policy.window_s:g}s; {policy.max_crashes} stop "
+            f"the stack); log: {proc.log_path}"
+        )
+        proc.note(f"--- devstack: {how}; restarting in {delay:g}s ---")
+
+    def run(self, stop: threading.Event, interval_s: float = 0.5) -> None:
+        while not stop.wait(interval_s):
+            self.check()
 
 
 def http_ok(url: str) -> bool:
@@ -426,13 +540,9 @@ def main(argv: list[str] | None = None) -> int:
         ports=Ports(gateway=args.gateway_port),
         redis_url=os.environ.get("REDIS_URL"),
     )
-    stop_requested = False
-
-    def request_stop(*_: object) -> None:
-        nonlocal stop_requested
-        stop_requested = True
-
-    signal.signal(signal.SIGTERM, request_stop)
+    supervisor = Supervisor(stack.procs, RestartPolicy())
+    stop_requested = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop_requested.set())
     try:
         print(f"starting Marquee ({args.embedders} embedder worker(s)); logs in {stack.log_dir}")
         stack.start()
@@ -441,16 +551,12 @@ def main(argv: list[str] | None = None) -> int:
             print(result.stdout.strip() or result.stderr.strip())
             if result.returncode != 0:
                 raise StackError(f"ingesting the demo catalog failed:\n{result.stderr}")
-            _wait_indexed(stack)
+            _wait_indexed(stack, supervisor)
         print(f"\nMarquee is up: {stack.gateway_url}  (API docs: {stack.gateway_url}/docs)")
         print(f"try:  curl '{stack.gateway_url}/v1/search?q=a+shark+terrorizes+a+beach+town&k=3'")
         print(f"API key for writing endpoints (X-API-Key): {stack.api_key}")
-        print("Ctrl+C stops everything.")
-        while not stop_requested:
-            dead = [p.name for p in stack.procs if not p.alive]
-            if dead:
-                raise StackError(f"{', '.join(dead)} stopped unexpectedly; see {stack.log_dir}")
-            time.sleep(0.5)
+        print("A process that dies is restarted; Ctrl+C stops everything.")
+        supervisor.run(stop_requested)
     except KeyboardInterrupt:
         pass
     except StackError as exc:
@@ -472,24 +578,39 @@ def _token() -> str:
 def backlog(
     redis_url: str, stream: str = "marquee:catalog:v1", group: str = "embedders"
 ) -> int | None:
-    """Entries not yet applied by the embedders: the group's lag plus its pending entries."""
-    import redis  # noqa: PLC0415
+    """Entries not yet applied by the embedders: the group's pending entries plus those after
+    its last-delivered id, counted (Redis's own lag drifts, see marquee_shared.streams).
+    None while there is no such group, or Redis does not answer.
 
-    client = redis.Redis.from_url(redis_url, socket_timeout=2)
-    try:
-        groups = client.xinfo_groups(stream)
-    except (redis.ResponseError, redis.ConnectionError, redis.TimeoutError):
-        return None  # no stream yet, or Redis not answering (yet)
-    for g in groups:
-        if g["name"].decode() == group:
-            lag = g.get("lag")
-            return int(g["pending"]) + (int(lag) if lag is not None else 0)
-    return None
+    Blocking, and callable from any thread, a running event loop's included (Playwright's sync
+    API and async tests run one): the count runs on a loop of its own in a worker thread.
+    """
+    import asyncio  # noqa: PLC0415 - keep `--help` fast
+    from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415
+
+    from redis.asyncio import Redis  # noqa: PLC0415
+    from redis.exceptions import RedisError  # noqa: PLC0415
+
+    from marquee_shared.streams import group_backlogs  # noqa: PLC0415
+
+    async def count() -> int | None:
+        client = Redis.from_url(redis_url, socket_timeout=2)
+        try:
+            groups = await group_backlogs(client, stream)
+        except (RedisError, OSError):
+            return None  # Redis not answering (yet)
+        finally:
+            await client.aclose()
+        return next((g.backlog for g in groups if g.group == group), None)
+
+    with ThreadPoolExecutor(1, thread_name_prefix="backlog") as pool:
+        return pool.submit(asyncio.run, count()).result()
 
 
-def _wait_indexed(stack: Stack, timeout: float = 600.0) -> None:
+def _wait_indexed(stack: Stack, supervisor: Supervisor, timeout: float = 600.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        supervisor.check()
         left = backlog(stack.redis_url)
         print(
             f"indexed {stack.indexed_count()} movies, {left} events to go   ", end="\r", flush=True

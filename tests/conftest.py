@@ -68,8 +68,7 @@ def _onnx_cache() -> Path:
 @pytest.fixture(scope="session")
 def encoder():  # type: ignore[no-untyped-def]
     """The all-MiniLM-L6-v2 model, loaded once per test session."""
-    from marquee_embedder.encoder import load_encoder
-    from marquee_embedder.settings import default_model_path
+    from marquee_shared.model.encoder import default_model_path, load_encoder
 
     # ONNX fp32, exported on first use and cached (the export path is exercised by every test
     # run): the reference test_backends holds the services' int8 default to. Tests hand this

@@ -63,7 +63,7 @@ MAX_GENRE_VALUES = len(TMDB_GENRES)
 class MovieFilters(BaseModel):
     """Filters shared by search, similar movies and (later) recommendations."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     genres: list[str] = Field(
         default_factory=list,
@@ -187,6 +187,14 @@ class MovieHit(BaseModel):
     vote_count: int | None = Field(examples=[9500])
     original_language: str | None = Field(examples=["en"])
     overview: str = Field(examples=["A police chief, a marine biologist and a fisherman hunt..."])
+    poster_path: str | None = Field(
+        default=None,
+        description="TMDB's poster image path, when the catalog has it (docs/events.md).",
+        examples=["/lxM6kqilAdpdhqUl2biYp5frUxE.jpg"],
+    )
+    backdrop_path: str | None = Field(
+        default=None, description="TMDB's backdrop image path, when the catalog has it."
+    )
     score: float = Field(
         description="Ranking score, higher is better: cosine similarity in [-1, 1] for semantic "
         "search and similar movies; BM25 for keyword search; the fused score for hybrid search "
@@ -269,7 +277,7 @@ class BrowseResponse(BaseModel):
 
 
 class Rating(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     tmdb_id: TmdbId
     rating: float = Field(
@@ -284,7 +292,7 @@ class RecommendationRequest(BaseModel):
     """A taste: liked and disliked movies (ids and/or star ratings), and movies already seen.
     Every movie given is excluded from the results."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     liked: list[TmdbId] = Field(
         default_factory=list, max_length=MAX_TASTE_IDS, examples=[[694, 1091, 872, 313369]]

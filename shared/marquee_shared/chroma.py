@@ -1,16 +1,25 @@
-"""Connecting to the Chroma HTTP server and the movie collection (embedder, search, explainer).
+"""Connecting to the Chroma HTTP server and the movie collection (embedder, search, explainer),
+and the model id stamped on the collection.
 
 Needs the ``chroma`` extra: ``pip install marquee-shared[chroma]``.
+
+Vectors of two models are not comparable, so the collection records which model made its
+vectors (metadata ``marquee:model``, a ``ModelId``). Whoever creates the collection stamps it;
+the embedder stamps a collection that has no stamp yet (one made before model ids existed);
+embedder and search refuse to start against a collection stamped with another model
+(``ModelMismatchError``), instead of silently mixing vector spaces.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import chromadb
 import structlog
 from chromadb.config import Settings as ChromaClientSettings
+
+from marquee_shared.model.identity import ModelId
 
 if TYPE_CHECKING:
     from chromadb.api import AsyncClientAPI
@@ -20,11 +29,32 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 
+MODEL_KEY = "marquee:model"
+"""Collection metadata: the id of the model whose vectors the collection holds."""
+
+
+class ModelMismatchError(RuntimeError):
+    """The collection holds another model's vectors than the one this service would use."""
+
+    def __init__(self, collection: str, stored: str, configured: ModelId, service: str) -> None:
+        self.stored = stored
+        self.configured = configured
+        super().__init__(
+            f"the Chroma collection {collection!r} holds vectors of model {stored}, but this "
+            f"{service} is configured with model {configured}: vectors of two models are not "
+            f"comparable, so this {service} will not run against it. Set "
+            f"MARQUEE_{service.upper()}_MODEL "
+            "to the collection's model, or point MARQUEE_CHROMA_COLLECTION at a collection "
+            "built with the configured one (docs/operations.md, model ids)"
+        )
+
 
 async def open_collection(
-    chroma_url: AnyHttpUrl, name: str, *, wait_s: float = 30.0
+    chroma_url: AnyHttpUrl, name: str, *, wait_s: float = 30.0, model: ModelId | None = None
 ) -> tuple[AsyncClientAPI, AsyncCollection]:
-    """Connect (retrying while the server starts) and get or create the movie collection."""
+    """Connect (retrying while the server starts) and get or create the movie collection.
+    With ``model``, a collection created here is stamped with it (an existing one is left as
+    it is: check it with ``check_collection_model``)."""
     deadline = asyncio.get_running_loop().time() + wait_s
     delay = 0.2
     while True:
@@ -42,6 +72,9 @@ async def open_collection(
                 # function: vectors always come from our model, never Chroma's default
                 # (which would download one at run time).
                 configuration={"hnsw": {"space": "cosine"}},
+                # Applied only when the collection is created (Chroma ignores it otherwise), so
+                # two services starting together cannot both stamp a new collection.
+                metadata={MODEL_KEY: str(model)} if model is not None else None,
                 embedding_function=None,
             )
         except Exception as exc:
@@ -53,3 +86,72 @@ async def open_collection(
             delay = min(delay * 2, 2.0)
         else:
             return client, collection
+
+
+def collection_model(collection: AsyncCollection) -> str | None:
+    """The model id stamped on the collection (as last read from Chroma), if any."""
+    value = (collection.metadata or {}).get(MODEL_KEY)
+    return str(value) if value else None
+
+
+async def read_collection_model(client: AsyncClientAPI, name: str) -> str | None:
+    """The model id stamped on the collection now (read from Chroma), if any."""
+    return collection_model(await client.get_collection(name, embedding_function=None))
+
+
+def same_model(stored: str, model: ModelId) -> bool:
+    """Whether a stamped id names ``model``'s vectors (the same digest)."""
+    try:
+        return ModelId.parse(stored).same_vectors(model)
+    except ValueError:
+        return False
+
+
+async def check_collection_model(
+    client: AsyncClientAPI,
+    collection: AsyncCollection,
+    model: ModelId,
+    *,
+    service: str,
+    stamp_unstamped: bool,
+) -> str | None:
+    """The collection's model id once checked against ``model``; raises
+    ``ModelMismatchError`` when they differ (same digest counts as the same model).
+
+    An unstamped collection is stamped with ``model`` when ``stamp_unstamped`` (the embedder:
+    it writes the vectors) or when it is empty (nothing in it can disagree); otherwise it stays
+    unstamped and None is returned (search: it checks again once a stamp appears).
+    """
+    stored = collection_model(collection)
+    if stored is None:
+        count = await collection.count()
+        if not stamp_unstamped and count > 0:
+            log.warning(
+                "collection_model_unknown",
+                collection=collection.name,
+                records=count,
+                model=str(model),
+                hint="a collection from before model ids; the embedders stamp it",
+            )
+            return None
+        # modify() replaces the metadata whole: keep what is there. Chroma refuses to be sent
+        # the legacy "hnsw:*" keys again (the index settings live in the configuration now).
+        kept = {k: v for k, v in (collection.metadata or {}).items() if not k.startswith("hnsw:")}
+        metadata: dict[str, Any] = {**kept, MODEL_KEY: str(model)}
+        await collection.modify(metadata=metadata)
+        # Two services stamping at once: the last write wins, and re-reading shows which.
+        stored = await read_collection_model(client, collection.name) or str(model)
+        if count > 0:
+            log.warning(
+                "collection_model_stamped",
+                collection=collection.name,
+                records=count,
+                model=stored,
+                hint="a collection from before model ids, assumed to hold this model's vectors; "
+                "if another model made them, re-embed the catalog",
+            )
+        else:
+            log.info("collection_model_stamped", collection=collection.name, model=stored)
+    if not same_model(stored, model):
+        raise ModelMismatchError(collection.name, stored, model, service)
+    return stored

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
-from marquee_shared.events import CATALOG_STREAM, DEAD_LETTER_STREAM
+from marquee_shared.events import CATALOG_STREAM, DEAD_LETTER_STREAM, UNREADABLE_FIELD
 from marquee_shared.streams import as_text
 
 if TYPE_CHECKING:
@@ -79,7 +79,11 @@ async def replay_dead_letters(
         letter = await get_dead_letter(redis, letter_id, stream=stream)
         if letter is None:
             continue
-        fields = {k: v if isinstance(v, str) else json.dumps(v) for k, v in letter.fields.items()}
+        fields = {
+            k: v if isinstance(v, str) else json.dumps(v)
+            for k, v in letter.fields.items()
+            if k != UNREADABLE_FIELD  # the reader's note, not a published field
+        }
         async with redis.pipeline(transaction=True) as pipe:
             pipe.xadd(letter.stream, fields)  # type: ignore[arg-type]
             pipe.xdel(stream, letter_id)

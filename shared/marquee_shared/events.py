@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any, Literal
 from uuid import UUID, uuid4
 
@@ -23,6 +23,7 @@ from pydantic import (
     StringConstraints,
     TypeAdapter,
     ValidationError,
+    field_validator,
     model_validator,
 )
 
@@ -35,8 +36,20 @@ EVENT_FIELD = "event"
 """The one stream-entry field that carries the JSON event."""
 REQUEST_ID_FIELD = "request_id"
 """Optional field beside ``event``: the request or run that published it, for tracing."""
+UNREADABLE_FIELD = "__unreadable__"
+"""Never published: a reader adds it to an entry it could not read as text, saying why (see
+``utf8_problem``), and ``decode_event`` refuses the entry with that reason. Replaying a dead
+letter drops it."""
 MAX_EVENT_BYTES = 64 * 1024
 """Upper bound for one encoded event; larger entries are dead-lettered, not processed."""
+MAX_CLOCK_SKEW = timedelta(minutes=5)
+"""How far in the future (by the clock of whoever decodes it) an ``occurred_at`` may be. The
+newest event wins, so one dated 2099 would silently win over every later correction."""
+YEAR_MIN, YEAR_MAX = 1870, 2100
+"""Release years a movie may have, given as ``year`` or through ``release_date``."""
+IMAGE_PATH = r"^/[A-Za-z0-9_-]{1,100}\.(jpg|jpeg|png|webp|svg)$"
+"""A TMDB image path (``/<file>.jpg``): a file name only, so a page can put it in a URL on
+the image host it trusts and nothing else."""
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Keyword = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
@@ -46,7 +59,9 @@ TmdbId = Annotated[int, Field(gt=0, lt=2**31, description="TMDB movie id", examp
 class Movie(BaseModel):
     """One movie as the catalog knows it. Fields mirror TMDB's, flattened."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, str_strip_whitespace=True, allow_inf_nan=False
+    )
 
     tmdb_id: TmdbId
     title: str = Field(min_length=1, max_length=300, examples=["The Matrix"])
@@ -61,9 +76,14 @@ class Movie(BaseModel):
     genres: list[Name] = Field(
         default_factory=list, max_length=20, examples=[["Action", "Science Fiction"]]
     )
-    release_date: date | None = Field(default=None, examples=["1999-03-30"])
+    release_date: date | None = Field(
+        default=None, description=f"Its year is {YEAR_MIN}-{YEAR_MAX}.", examples=["1999-03-30"]
+    )
     year: int | None = Field(
-        default=None, ge=1870, le=2100, description="Release year; derived from release_date."
+        default=None,
+        ge=YEAR_MIN,
+        le=YEAR_MAX,
+        description="Release year; derived from release_date.",
     )
     directors: list[Name] = Field(
         default_factory=list, max_length=20, examples=[["Lana Wachowski"]]
@@ -82,6 +102,28 @@ class Movie(BaseModel):
     vote_average: float | None = Field(default=None, ge=0, le=10)
     vote_count: int | None = Field(default=None, ge=0)
     popularity: float | None = Field(default=None, ge=0)
+    poster_path: str | None = Field(
+        default=None,
+        pattern=IMAGE_PATH,
+        description="TMDB's poster image (2:3), as the path TMDB gives it; pages load it from "
+        "TMDB's image host.",
+        examples=["/f89U3ADr1oiB1s9GkdPOEpXUk5H.jpg"],
+    )
+    backdrop_path: str | None = Field(
+        default=None,
+        pattern=IMAGE_PATH,
+        description="TMDB's backdrop image (16:9), as the path TMDB gives it.",
+        examples=["/fNG7i7RqMErkcqhohV2a6cV1Ehy.jpg"],
+    )
+
+    @field_validator("release_date")
+    @classmethod
+    def _release_year_in_range(cls, value: date | None) -> date | None:
+        # The year derived from it obeys year's bounds: year 1 would reach the index otherwise.
+        if value is not None and not YEAR_MIN <= value.year <= YEAR_MAX:
+            msg = f"the year of {value.isoformat()} is outside {YEAR_MIN}-{YEAR_MAX}"
+            raise ValueError(msg)
+        return value
 
     @model_validator(mode="after")
     def _year_matches_release_date(self) -> Movie:
@@ -146,7 +188,8 @@ class _CatalogEvent(BaseModel):
     )
     occurred_at: AwareDatetime = Field(
         default_factory=_now,
-        description="When the publisher observed the change (UTC offset required).",
+        description="When the publisher observed the change (UTC offset required); at most "
+        f"{MAX_CLOCK_SKEW.seconds // 60} minutes in the future.",
     )
     source: str = Field(
         min_length=1,
@@ -154,6 +197,19 @@ class _CatalogEvent(BaseModel):
         description="Who published it, e.g. 'tmdb', 'file:movies.csv', 'gateway'.",
         examples=["tmdb"],
     )
+
+    @field_validator("occurred_at")
+    @classmethod
+    def _not_in_the_future(cls, value: datetime) -> datetime:
+        now = _now()
+        if value > now + MAX_CLOCK_SKEW:
+            msg = (
+                f"{value.isoformat()} is in the future (now {now.isoformat(timespec='seconds')},"
+                f" {MAX_CLOCK_SKEW.seconds // 60} minutes of clock skew allowed): an event "
+                "from the future would win over every later one"
+            )
+            raise ValueError(msg)
+        return value
 
 
 class MovieFetched(_CatalogEvent):
@@ -189,6 +245,9 @@ def encode_event(event: MovieFetched | MovieDeleted) -> dict[str, str]:
 
 def decode_event(fields: Mapping[Any, Any]) -> MovieFetched | MovieDeleted:
     """Parse one stream entry's fields into an event, or raise InvalidEventError with a reason."""
+    unreadable = fields.get(UNREADABLE_FIELD)
+    if unreadable:
+        raise InvalidEventError(str(unreadable))
     raw = fields.get(EVENT_FIELD, fields.get(EVENT_FIELD.encode()))
     if raw is None:
         names = sorted(k.decode(errors="replace") if isinstance(k, bytes) else k for k in fields)
@@ -197,10 +256,26 @@ def decode_event(fields: Mapping[Any, Any]) -> MovieFetched | MovieDeleted:
     if len(raw) > MAX_EVENT_BYTES:
         msg = f"event is {len(raw)} bytes, above the {MAX_EVENT_BYTES}-byte limit"
         raise InvalidEventError(msg)
+    if isinstance(raw, bytes) and (problem := utf8_problem(raw)) is not None:
+        raise InvalidEventError(problem)
     try:
         return CATALOG_EVENT_ADAPTER.validate_json(raw)
     except ValidationError as exc:
         raise InvalidEventError(describe_validation_error(exc)) from exc
+
+
+def utf8_problem(raw: bytes) -> str | None:
+    """Why ``raw`` (an ``event`` field as Redis returns it) is not UTF-8, or None if it is.
+
+    The contract's text is UTF-8: invalid bytes are a violation to dead-letter, not something to
+    index as U+FFFD. A reader that must turn the entry into text before ``decode_event`` sees it
+    (the embedder's) decodes with replacement and puts this reason under ``UNREADABLE_FIELD``.
+    """
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return f"event is not valid UTF-8: byte 0x{raw[exc.start]:02x} at byte {exc.start}"
+    return None
 
 
 def describe_validation_error(exc: ValidationError, limit: int = 5) -> str:

@@ -37,10 +37,15 @@ async def run_checks(checks: Mapping[str, Check], timeout: float = 2.0) -> dict[
     return dict(results)
 
 
-def health_routes(service: str, checks: Callable[[], Mapping[str, Check]]) -> list[Route]:
+def health_routes(
+    service: str,
+    checks: Callable[[], Mapping[str, Check]],
+    info: Callable[[], Mapping[str, object]] | None = None,
+) -> list[Route]:
     """Liveness (process answers), readiness (dependencies answer) and Prometheus metrics.
 
-    ``checks`` is a callable so the app can hand over checks built in its lifespan.
+    ``checks`` is a callable so the app can hand over checks built in its lifespan; ``info``
+    likewise gives facts that ``/ready`` reports beside them (the model id).
     """
 
     async def health(_: Request) -> Response:
@@ -51,10 +56,9 @@ def health_routes(service: str, checks: Callable[[], Mapping[str, Check]]) -> li
         ok = all(v == "ok" for v in results.values())
         if not ok:
             log.warning("not_ready", service=service, checks=results)
-        return JSONResponse(
-            {"status": "ready" if ok else "not ready", "service": service, "checks": results},
-            status_code=200 if ok else 503,
-        )
+        body: dict[str, object] = {"status": "ready" if ok else "not ready", "service": service}
+        body.update(info() if info is not None else {})
+        return JSONResponse({**body, "checks": results}, status_code=200 if ok else 503)
 
     async def metrics(_: Request) -> Response:
         return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)

@@ -12,9 +12,14 @@ import re
 from collections.abc import Mapping
 from datetime import datetime
 
-from marquee_shared.events import Movie
+import structlog
+from pydantic import ValidationError
+
+from marquee_shared.events import Movie, describe_validation_error
 
 Metadata = dict[str, str | int | float | bool]
+
+log = structlog.get_logger(__name__)
 
 GENRE_PREFIX = "genre_"
 
@@ -85,3 +90,15 @@ def movie_from_metadata(md: Mapping[str, object]) -> Movie:
         msg = "record has no 'movie' metadata: it was not written by the Marquee embedder"
         raise ValueError(msg)  # noqa: TRY004 - bad data in the index, not a caller's type error
     return Movie.model_validate_json(raw)
+
+
+def readable_movie(md: Mapping[str, object]) -> Movie | None:
+    """The record's movie, or None (logged) when it does not pass today's contract: written
+    by another program, or before a rule was added (a year of 1 before years were bounded).
+    Readers skip such a record; they must not fail every request that meets it."""
+    try:
+        return movie_from_metadata(md)
+    except ValueError as exc:  # pydantic's ValidationError is a ValueError
+        reason = describe_validation_error(exc) if isinstance(exc, ValidationError) else str(exc)
+        log.warning("stored_record_unreadable", tmdb_id=md.get("tmdb_id"), reason=reason[:300])
+        return None

@@ -51,7 +51,9 @@ def demo_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[devstack.St
         embedders=1,
         ports=devstack.Ports.free(),
         # Blank counts as unset: a developer's real TMDB key must not start syncing in tests.
-        env={"TMDB_API_KEY": "", "TMDB_READ_TOKEN": ""},
+        # No images from TMDB's host either (tests never reach the internet); the poster test
+        # starts a gateway of its own with a local stand-in.
+        env={"TMDB_API_KEY": "", "TMDB_READ_TOKEN": "", "MARQUEE_GATEWAY_IMAGE_BASE_URL": ""},
         say=lambda _: None,
     )
     start_or_fail(stack)

@@ -6,12 +6,14 @@ Screenshots at desktop and phone width land in test-artifacts/ui/ (kept by CI as
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shutil
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +24,10 @@ from playwright.sync_api import Browser, Page, Request, Route, expect, sync_play
 
 import devstack
 from marquee_shared.api import MAX_QUERY_CHARS
+from marquee_shared.events import CATALOG_STREAM, Movie, MovieFetched, encode_event
+from tests.e2e.conftest import wait_applied
 from tests.e2e.test_demo_stack import DEMO_IDS
+from tests.fakes.tmdb_images import FakeTmdbImages
 
 pytestmark = pytest.mark.e2e
 
@@ -85,7 +90,9 @@ def open_page(browser: Browser, base_url: str, **context: Any) -> tuple[Page, Pa
 
 
 @pytest.fixture
-def page(browser: Browser, demo_stack: devstack.Stack) -> Iterator[Page]:
+def page(demo_stack: devstack.Stack, browser: Browser) -> Iterator[Page]:
+    # The stack first: its start waits with devstack's backlog check, which runs an event loop
+    # of its own, and cannot once Playwright's sync API runs one in this thread.
     page, errors = open_page(browser, demo_stack.gateway_url)
     yield page
     page.context.close()
@@ -309,6 +316,42 @@ def test_the_palette_keeps_focus_and_gives_it_back(page: Page) -> None:
     )
 
 
+def test_a_navigation_with_the_palette_open_closes_it(page: Page) -> None:
+    # Back button, a pasted URL: the palette used to stay open over the new page, which sat
+    # inert behind it, so nothing could be clicked until Escape (issue 15, item 6).
+    dialog = page.get_by_role("dialog", name="Search movies")
+    heading = page.get_by_role("heading", level=1)
+    page.goto("/")
+    expect(page.locator(".shelf .card").first).to_be_visible()
+    page.goto(f"/#/movie/{JAWS}")
+    expect(heading).to_contain_text("Jaws")
+
+    page.keyboard.press("Control+k")
+    expect(dialog).to_be_visible()
+    assert page.locator("main").evaluate("m => m.inert")
+    page.go_back()
+    expect(dialog).to_be_hidden()
+    expect(heading).to_contain_text("Find the movie")
+    assert not page.locator("main").evaluate("m => m.inert")
+    assert not page.evaluate("document.body.classList.contains('modal-open')")
+    page.locator(".shelf .card-link").first.click()  # the page answers clicks again
+    expect(page).to_have_url(re.compile(r"#/movie/\d+$"))
+
+    page.keyboard.press("Control+k")
+    expect(dialog).to_be_visible()
+    page.evaluate("location.hash = '#/taste'")  # a URL pasted into the address bar
+    expect(dialog).to_be_hidden()
+    expect(heading).to_have_text("My taste")
+    page.get_by_role("link", name="Discover").click()
+    expect(heading).to_contain_text("Find the movie")
+    # Opened again, it still works as before.
+    page.keyboard.press("Control+k")
+    expect(dialog).to_be_visible()
+    assert TOY_STORY in search_in_palette(page, "a cowboy doll is jealous of a space ranger")
+    page.keyboard.press("Escape")
+    expect(dialog).to_be_hidden()
+
+
 def test_a_newer_keystroke_cancels_the_stale_search(page: Page) -> None:
     held: list[Route] = []
     failed: list[str] = []
@@ -512,3 +555,117 @@ def test_rate_limited_says_when_to_retry(
         page.context.close()
         gateway.stop()
     assert not errors.errors, errors.errors
+
+
+# --- posters ---------------------------------------------------------------------------------
+
+
+def movie_now(base_url: str, tmdb_id: int) -> Movie:
+    data = httpx.get(f"{base_url}/v1/movies/{tmdb_id}", timeout=10).json()
+    data.pop("version")
+    return Movie.model_validate(data)
+
+
+def publish_and_wait(stack: devstack.Stack, movies: list[Movie]) -> None:
+    """Publish the movies as they are now, and wait until search serves them so."""
+    with redis.Redis.from_url(stack.redis_url) as client:
+        for movie in movies:
+            client.xadd(CATALOG_STREAM, encode_event(MovieFetched(source="test", movie=movie)))
+    # In a thread: devstack's backlog check runs its own event loop, and Playwright's sync
+    # API already runs one in this thread.
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(wait_applied, stack).result()
+    deadline = time.monotonic() + 60
+    wanted = {m.tmdb_id: (m.poster_path, m.backdrop_path) for m in movies}
+    while time.monotonic() < deadline:
+        # The browse shelves answer from each search replica's mirror, which follows the index
+        # changelog: wait for it too, not only for Chroma.
+        shelf = httpx.get(f"{stack.gateway_url}/v1/browse/trending?k=100", timeout=10).json()
+        seen = {
+            h["tmdb_id"]: (h.get("poster_path"), h.get("backdrop_path"))
+            for h in shelf["results"]
+            if h["tmdb_id"] in wanted
+        }
+        if all(seen.get(i, wanted[i]) == wanted[i] for i in wanted):
+            return
+        time.sleep(0.3)
+    msg = f"search does not serve the new images yet: {seen}"
+    raise AssertionError(msg)
+
+
+def test_posters_load_lazily_from_the_image_host_with_the_gradient_as_fallback(
+    demo_stack: devstack.Stack, browser: Browser, tmp_path: Path
+) -> None:
+    # A local server stands in for TMDB's image host (MARQUEE_GATEWAY_IMAGE_BASE_URL).
+    first = httpx.get(demo_stack.gateway_url + "/v1/browse/trending?k=1", timeout=10).json()
+    trending = first["results"][0]["tmdb_id"]
+    originals = {i: movie_now(demo_stack.gateway_url, i) for i in {JAWS, ALIEN, trending}}
+    jaws_poster, trending_backdrop = "/jawsPoster578.jpg", f"/backdrop{trending}.jpg"
+    with contextlib.ExitStack() as cleanup:
+        images = cleanup.enter_context(FakeTmdbImages())
+        images.add(jaws_poster, trending_backdrop)  # Alien's poster is missing there: 404
+        publish_and_wait(
+            demo_stack,
+            [
+                originals[JAWS].model_copy(update={"poster_path": jaws_poster}),
+                originals[ALIEN].model_copy(update={"poster_path": "/alienPosterGone.jpg"}),
+                originals[trending].model_copy(update={"backdrop_path": trending_backdrop}),
+            ],
+        )
+        # Whatever happens, the other tests get the demo catalog back as it was.
+        cleanup.callback(publish_and_wait, demo_stack, list(originals.values()))
+        gateway, url = extra_gateway(
+            demo_stack, "gateway-images", tmp_path, MARQUEE_GATEWAY_IMAGE_BASE_URL=images.url
+        )
+        cleanup.callback(gateway.stop)
+        policy = httpx.get(url + "/", timeout=10).headers["content-security-policy"]
+        assert f"img-src 'self' data: {images.url.removesuffix('/t/p')};" in policy
+
+        page, errors = open_page(browser, url)
+        cleanup.callback(page.context.close)
+        page.goto(f"/#/movie/{JAWS}")
+        expect(page.get_by_role("heading", level=1)).to_contain_text("Jaws")
+        poster = page.locator(".movie-article .poster img")
+        expect(poster).to_have_attribute("src", f"{images.url}/w342{jaws_poster}")
+        expect(poster).to_have_attribute("loading", "lazy")
+        assert (poster.get_attribute("width"), poster.get_attribute("height")) == ("342", "513")
+        page.wait_for_function(
+            "() => { const i = document.querySelector('.movie-article .poster img');"
+            " return i && i.complete && i.naturalWidth > 0; }"
+        )
+        assert images.requested(jaws_poster), images.requests
+        expect(page.locator("#tmdb-attribution")).to_contain_text(
+            "This product uses the TMDB API but is not endorsed or certified by TMDB."
+        )
+        shot(page, "desktop-movie-poster")
+
+        # A card shows the wide backdrop (16:9, like the card).
+        page.goto("/")
+        card = page.locator(f".shelf .card[data-tmdb-id='{trending}']").first
+        expect(card.locator(".poster img")).to_have_attribute(
+            "src", f"{images.url}/w300{trending_backdrop}"
+        )
+        page.wait_for_function(
+            f"() => {{ const i = document.querySelector(\".card[data-tmdb-id='{trending}'] img\");"
+            " return i && i.complete && i.naturalWidth > 0; }"
+        )
+
+        # Not on the host: the image goes, the gradient and the initials stay.
+        page.goto(f"/#/movie/{ALIEN}")
+        expect(page.get_by_role("heading", level=1)).to_contain_text("Alien")
+        tile = page.locator(".movie-article .poster")
+        expect(tile).to_be_visible()
+        expect(tile.locator("img")).to_have_count(0)
+        expect(tile).to_have_text("A")
+
+        # The image host gone (offline): the same for a poster that loaded before (in a new
+        # browser context, whose cache does not hold it).
+        images.__exit__(None, None, None)
+        offline, offline_errors = open_page(browser, url)
+        cleanup.callback(offline.context.close)
+        offline.goto(f"/#/movie/{JAWS}")
+        expect(offline.get_by_role("heading", level=1)).to_contain_text("Jaws")
+        expect(offline.locator(".movie-article .poster img")).to_have_count(0)
+        expect(offline.locator(".movie-article .poster")).to_have_text("J")
+    assert not errors.errors, errors.errors
+    assert not offline_errors.errors, offline_errors.errors

@@ -359,11 +359,24 @@ def _copied_pyprojects(service: str) -> list[Path]:
 
 
 def test_gateway_image_has_no_ml_stack() -> None:
-    assert not ML_PACKAGES.search(_dockerfile("gateway").read_text(encoding="utf-8"))
-    pyprojects = _copied_pyprojects("gateway")
-    assert {p.parent.name for p in pyprojects} == {"shared", "gateway"}
-    for pyproject in pyprojects:
-        assert not ML_PACKAGES.search(pyproject.read_text(encoding="utf-8")), pyproject
+    assert {p.parent.name for p in _copied_pyprojects("gateway")} == {"shared", "gateway"}
+
+
+@pytest.mark.parametrize("service", sorted(BUILT - TORCH_SERVICES))
+def test_images_without_a_model_install_no_ml_stack(service: str) -> None:
+    """shared/pyproject.toml names torch in its ``model`` extra; only the services that ask
+    for that extra may get it."""
+    assert not ML_PACKAGES.search(_dockerfile(service).read_text(encoding="utf-8"))
+    result = subprocess.run(
+        [sys.executable, str(DEPLOY / "pyproject_deps.py"), *map(str, _copied_pyprojects(service))],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+        timeout=60,
+    )
+    assert result.stdout.strip()
+    assert not [r for r in result.stdout.splitlines() if ML_PACKAGES.search(r)]
 
 
 @pytest.mark.parametrize("service", sorted(BUILT))

@@ -21,16 +21,18 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from marquee_embedder.consumer import BatchProcessor, IndexUnavailableError, StreamFieldsFormat
-from marquee_embedder.encoder import Encoder, load_encoder
 from marquee_embedder.indexer import CatalogIndexer
 from marquee_embedder.ledger import Ledger
 from marquee_embedder.recovery import Recovery
 from marquee_embedder.settings import EmbedderSettings
 from marquee_embedder.streams import ensure_group_from_start, release_pending
-from marquee_shared.chroma import open_collection
+from marquee_shared.chroma import check_collection_model, open_collection
 from marquee_shared.health import Check, health_routes
 from marquee_shared.internal_auth import InternalTokenMiddleware
 from marquee_shared.logging import configure_logging
+from marquee_shared.model.encoder import Encoder, check_backend, load_encoder
+from marquee_shared.model.identity import report_model
+from marquee_shared.model.resolve import resolve_model
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -52,22 +54,38 @@ def create_app(
     broker = RedisBroker(str(settings.redis_url), graceful_timeout=settings.shutdown_timeout_s)
     shutdown = _Shutdown(settings)
     checks: dict[str, Check] = {}
+    info: dict[str, object] = {}
 
     @asynccontextmanager
     async def lifespan(context: ContextRepo) -> AsyncIterator[None]:
         structlog.contextvars.bind_contextvars(consumer=settings.consumer_name)
         started = time.perf_counter()
+        if settings.model_path is not None:
+            log.warning("model_path_deprecated", hint="set MARQUEE_EMBEDDER_MODEL instead")
+        # Which model, and whether the collection holds its vectors, before the (slow) load:
+        # a wrong model stops startup at once, with both ids.
+        model_path, model_id = await anyio.to_thread.run_sync(
+            resolve_model, settings.model_path or settings.model
+        )
+        check_backend(model_path, settings.backend)
+        chroma, collection = await open_collection(
+            settings.chroma_url, settings.chroma_collection, model=model_id
+        )
+        await check_collection_model(
+            chroma, collection, model_id, service="embedder", stamp_unstamped=True
+        )
         model = encoder
         if model is None:
             model = await anyio.to_thread.run_sync(
                 lambda: load_encoder(
-                    settings.model_path,
+                    model_path,
                     settings.backend,
                     threads=settings.torch_threads,
                     cache_dir=settings.onnx_cache_dir,
                 )
             )
-        chroma, collection = await open_collection(settings.chroma_url, settings.chroma_collection)
+        report_model("embedder", model_id)
+        info["model"] = str(model_id)
         redis: Redis = Redis.from_url(str(settings.redis_url))
         ledger = Ledger(redis, f"{settings.catalog_stream}:ledger")
         processor = BatchProcessor(CatalogIndexer(collection, model, ledger), redis, settings)
@@ -89,6 +107,8 @@ def create_app(
         )
         log.info(
             "embedder_started",
+            model=str(model_id),
+            backend=settings.backend,
             group=settings.group,
             stream=settings.catalog_stream,
             batch_size=settings.batch_size,
@@ -138,7 +158,7 @@ def create_app(
         else:
             backoff.reset()
 
-    routes = health_routes("embedder", lambda: checks)
+    routes = health_routes("embedder", lambda: checks, lambda: info)
     return AsgiFastStream(
         broker,
         asgi_routes=[

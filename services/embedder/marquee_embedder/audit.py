@@ -47,11 +47,19 @@ class AuditReport:
     resurrected: list[int] = field(default_factory=list)
     orphans: list[int] = field(default_factory=list)
     unretrievable: list[int] = field(default_factory=list)
+    unreadable: list[int] = field(default_factory=list)
+    """Ledger entries whose event no longer passes the contract (logged with the reason):
+    compared by content hash like the others, but repair cannot re-publish them."""
 
     @property
     def clean(self) -> bool:
         return not (
-            self.missing or self.outdated or self.resurrected or self.orphans or self.unretrievable
+            self.missing
+            or self.outdated
+            or self.resurrected
+            or self.orphans
+            or self.unretrievable
+            or self.unreadable
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -88,6 +96,7 @@ async def audit(
     expected = {e.tmdb_id: e for e in await ledger.scan()}
     stored = await _chroma_records(collection, embeddings=self_check)
     report.chroma_records = len(stored)
+    report.unreadable = sorted(i for i, e in expected.items() if e.event is None)
     for tmdb_id, entry in expected.items():
         record = stored.get(tmdb_id)
         if entry.content_hash is None:
@@ -146,7 +155,7 @@ async def repair(
     if delete:
         await collection.delete(ids=[record_id(i) for i in sorted(delete)])
     latest: dict[int, LedgerEntry] = await ledger.latest(rebuild)
-    events = [latest[i].event for i in rebuild if i in latest]
+    events = [e for i in rebuild if i in latest and (e := latest[i].event) is not None]
     if events:
         # The ledger's own events, occurred_at unchanged: the ledger keeps them as the latest,
         # and the embedders rebuild the records through the normal path.

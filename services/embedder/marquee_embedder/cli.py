@@ -116,7 +116,7 @@ def _describe(report: AuditReport, repaired: dict[str, int] | None) -> str:
             f"chroma: {report.chroma_records} records; backlog: {report.backlog} events"
         ),
     ]
-    for name in ("missing", "outdated", "resurrected", "orphans", "unretrievable"):
+    for name in ("missing", "outdated", "resurrected", "orphans", "unretrievable", "unreadable"):
         ids = getattr(report, name)
         if ids:
             shown = ", ".join(map(str, ids[:20])) + (" ..." if len(ids) > 20 else "")

@@ -21,7 +21,14 @@ from faststream.redis.parser.binary import BinaryMessageFormatV1
 from faststream.redis.parser.message import MessageFormat
 from prometheus_client import Counter, Histogram
 
-from marquee_shared.events import EVENT_FIELD, REQUEST_ID_FIELD, InvalidEventError, decode_event
+from marquee_shared.events import (
+    EVENT_FIELD,
+    REQUEST_ID_FIELD,
+    UNREADABLE_FIELD,
+    InvalidEventError,
+    decode_event,
+    utf8_problem,
+)
 from marquee_shared.streams import as_text
 
 if TYPE_CHECKING:
@@ -85,6 +92,11 @@ class StreamFieldsFormat(MessageFormat):
                 fields = {"__data__": data.decode("utf-8", errors="replace")}
         else:
             fields = {as_text(k): as_text(v) for k, v in data.items()}
+            event = data.get(EVENT_FIELD.encode(), data.get(EVENT_FIELD))
+            if isinstance(event, bytes) and (problem := utf8_problem(event)):
+                # Decoded with U+FFFD above: say so, and decode_event dead-letters the entry
+                # instead of indexing the replacement characters as if they were the text.
+                fields[UNREADABLE_FIELD] = problem
         return json.dumps(fields).encode(), {}
 
     @classmethod

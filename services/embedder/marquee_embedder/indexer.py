@@ -24,8 +24,8 @@ if TYPE_CHECKING:
 
     from chromadb.api.models.AsyncCollection import AsyncCollection
 
-    from marquee_embedder.encoder import Encoder
     from marquee_embedder.ledger import Ledger
+    from marquee_shared.model.encoder import Encoder
 
 log = structlog.get_logger(__name__)
 
@@ -80,6 +80,7 @@ class CatalogIndexer:
                 entry.event
                 for e in current
                 if (entry := latest.get(_tmdb_id(e))) is not None
+                and entry.event is not None  # unreadable (logged): nothing to converge on
                 and entry.content_hash != _content_hash(e)
             ]
             if not behind:

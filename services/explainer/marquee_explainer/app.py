@@ -29,6 +29,7 @@ from marquee_explainer.settings import ExplainerSettings
 from marquee_shared.chroma import open_collection
 from marquee_shared.health import Check, health_routes
 from marquee_shared.internal_auth import InternalTokenMiddleware
+from marquee_shared.jsonbody import install_validation_errors
 from marquee_shared.logging import configure_logging
 from marquee_shared.requests import RequestContextMiddleware
 
@@ -92,6 +93,7 @@ def create_app(settings: ExplainerSettings | None = None) -> FastAPI:
     app.add_middleware(InternalTokenMiddleware, token=settings.internal_token)
     app.add_middleware(RequestContextMiddleware, service="explainer")
     app.include_router(router)
+    install_validation_errors(app)
     app.router.routes.extend(health_routes("explainer", lambda: checks))
 
     @app.exception_handler(MovieNotFoundError)

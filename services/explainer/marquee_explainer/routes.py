@@ -12,8 +12,9 @@ from marquee_shared.api import (
     SearchHitExplanationRequest,
     TasteExplanationRequest,
 )
+from marquee_shared.jsonbody import StrictJSONRoute
 
-router = APIRouter()
+router = APIRouter(route_class=StrictJSONRoute)
 
 
 def get_explainer(request: Request) -> Explainer:

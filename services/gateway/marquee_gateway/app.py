@@ -24,6 +24,7 @@ from marquee_gateway.routes_recs import router as recs_router
 from marquee_gateway.settings import GatewaySettings
 from marquee_gateway.web import install_web_ui
 from marquee_shared.health import Check, health_routes
+from marquee_shared.jsonbody import install_validation_errors
 from marquee_shared.logging import configure_logging
 from marquee_shared.requests import RequestContextMiddleware
 
@@ -82,8 +83,11 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.include_router(explain_router)
     app.include_router(admin_router)
     app.include_router(recs_router)
+    install_validation_errors(app)  # a 422 can echo any input; bodies are strict JSON
     app.router.routes.extend(health_routes("gateway", lambda: checks))
-    install_web_ui(app, settings.max_query_chars)  # the page at / and its assets, /static
+    # The page at / and its assets, /static.
+    image_base = str(settings.image_base_url) if settings.image_base_url else None
+    install_web_ui(app, settings.max_query_chars, image_base)
 
     @app.exception_handler(BackendUnavailableError)
     async def backend_down(_: Request, exc: BackendUnavailableError) -> JSONResponse:

@@ -30,10 +30,11 @@ from marquee_shared.events import (
     MovieFetched,
     encode_event,
 )
+from marquee_shared.jsonbody import StrictJSONRoute
 from marquee_shared.streams import publish_events, stream_backlog
 
 log = structlog.get_logger(__name__)
-router = APIRouter(prefix="/v1")
+router = APIRouter(prefix="/v1", route_class=StrictJSONRoute)
 
 TmdbIdPath = Annotated[int, Path(gt=0, lt=2**31, description="TMDB movie id", examples=[578])]
 
@@ -197,7 +198,7 @@ async def publish_catalog_events(
     events: list[MovieFetched | MovieDeleted] = list(body.events)
     _check_event_sizes(events)
     try:
-        backlog = await stream_backlog(redis, settings.catalog_stream)
+        backlog = await stream_backlog(redis, settings.catalog_stream, cap=settings.max_backlog)
         if backlog >= settings.max_backlog:
             # Backpressure: the stream is trimmed only below what the embedders acknowledged,
             # so accepting more while they lag would grow Redis without bound.

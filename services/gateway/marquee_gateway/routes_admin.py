@@ -21,9 +21,11 @@ from marquee_gateway.routes import require_api_key
 from marquee_gateway.settings import GatewaySettings
 from marquee_shared.api import ErrorResponse, SyncStarted, SyncStatus
 from marquee_shared.events import DEAD_LETTER_STREAM
+from marquee_shared.jsonbody import StrictJSONRoute
+from marquee_shared.streams import group_backlogs
 
 log = structlog.get_logger(__name__)
-router = APIRouter(prefix="/v1")
+router = APIRouter(prefix="/v1", route_class=StrictJSONRoute)
 
 EMBEDDER_GROUP = "embedders"
 """The embedders' consumer group (their MARQUEE_EMBEDDER_GROUP default)."""
@@ -42,11 +44,15 @@ class StreamStats(BaseModel):
     name: str = Field(examples=["marquee:catalog:v1"])
     length: int | None = Field(description="Entries on the stream (it is trimmed once applied).")
     backlog: int | None = Field(
-        description="Events published but not yet applied by the embedders: the group's lag "
-        "plus its pending entries.",
+        description="Events published but not yet applied by the embedders: the group's "
+        "pending entries plus the entries after its last-delivered id, counted.",
         examples=[0],
     )
-    lag: int | None = Field(description="Entries not yet delivered to any embedder.")
+    lag: int | None = Field(
+        description="Redis's own estimate of the entries not yet delivered (XINFO GROUPS lag), "
+        "as a hint: it drifts after trims and restarts (redis/redis#12898), so backlog does "
+        "not use it. Null when Redis cannot tell."
+    )
     pending: int | None = Field(description="Delivered, not yet acknowledged.")
     dead_letters: int | None = Field(description="Entries parked as unprocessable.")
 
@@ -59,6 +65,11 @@ class CatalogStats(BaseModel):
         description="Live movies ingest has published (and not deleted since).", examples=[418]
     )
     embedded: int | None = Field(description="Movies in the search index.", examples=[418])
+    model: str | None = Field(
+        description="The embedding model the search index was built with and search serves: "
+        "name@version+the first 12 hex digits of its files' sha256.",
+        examples=["all-MiniLM-L6-v2@0.1.0+9e9ef2af17f8"],
+    )
     coverage_percent: float | None = Field(
         description="embedded / catalog_size, in percent (null while the catalog is empty). "
         "Above 100 when the index holds movies published by others (the public events API).",
@@ -150,11 +161,12 @@ async def sync_status(ingest: IngestBackend) -> Response:
 async def stats(request: Request) -> CatalogStats:
     settings: GatewaySettings = request.app.state.settings
     unavailable: dict[str, str] = {}
-    sync, embedded, stream = await asyncio.gather(
+    sync, index, stream = await asyncio.gather(
         _sync_status(request.app.state.ingest, unavailable),
-        _embedded(request.app.state.search, unavailable),
+        _index_stats(request.app.state.search, unavailable),
         _stream_stats(request.app.state.redis, settings.catalog_stream, unavailable),
     )
+    embedded = index.movies if index else None
     catalog_size = sync.catalog_size if sync else None
     coverage = (
         round(100.0 * embedded / catalog_size, 2) if embedded is not None and catalog_size else None
@@ -167,6 +179,7 @@ async def stats(request: Request) -> CatalogStats:
     return CatalogStats(
         catalog_size=catalog_size,
         embedded=embedded,
+        model=index.model if index else None,
         coverage_percent=coverage,
         stream=stream,
         last_sync_at=last_success,
@@ -190,13 +203,13 @@ async def _sync_status(ingest: Backend, unavailable: dict[str, str]) -> SyncStat
         return None
 
 
-async def _embedded(search: Backend, unavailable: dict[str, str]) -> int | None:
+async def _index_stats(search: Backend, unavailable: dict[str, str]) -> _IndexStats | None:
     try:
         resp = await search.get("/stats")
         if resp.status != 200:
             unavailable["search"] = f"it answered HTTP {resp.status}"
             return None
-        return int(_IndexStats.model_validate_json(resp.body).movies)
+        return _IndexStats.model_validate_json(resp.body)
     except (BackendUnavailableError, ValidationError) as exc:
         unavailable["search"] = str(exc)[:300]
         return None
@@ -204,6 +217,7 @@ async def _embedded(search: Backend, unavailable: dict[str, str]) -> int | None:
 
 class _IndexStats(BaseModel):
     movies: int
+    model: str | None = None
 
 
 async def _stream_stats(redis: Redis, stream: str, unavailable: dict[str, str]) -> StreamStats:
@@ -213,30 +227,24 @@ async def _stream_stats(redis: Redis, stream: str, unavailable: dict[str, str]) 
             pipe.xlen(stream)
             pipe.xlen(DEAD_LETTER_STREAM)
             exists, length, dead = await pipe.execute()
-        groups = await redis.xinfo_groups(stream) if exists else []
+        groups = await group_backlogs(redis, stream) if exists else []
     except (RedisError, OSError) as exc:
         unavailable["redis"] = str(exc)[:300]
         return StreamStats(
             name=stream, length=None, backlog=None, lag=None, pending=None, dead_letters=None
         )
-    group = next((g for g in groups if _text(g["name"]) == EMBEDDER_GROUP), None)
+    group = next((g for g in groups if g.group == EMBEDDER_GROUP), None)
+    lag: int | None
     if group is None:
         # No embedder has joined yet: everything on the stream is still to be applied.
-        lag, pending = int(length), 0
+        backlog, lag, pending = int(length), int(length), 0
     else:
-        # Redis reports no lag when it cannot tell (after some trims): count the whole
-        # stream as an upper bound rather than claim the embedders are caught up.
-        raw_lag = group.get("lag")
-        lag, pending = int(length if raw_lag is None else raw_lag), int(group["pending"])
+        backlog, lag, pending = group.backlog, group.lag_hint, group.pending
     return StreamStats(
         name=stream,
         length=int(length),
-        backlog=lag + pending,
+        backlog=backlog,
         lag=lag,
         pending=pending,
         dead_letters=int(dead),
     )
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

@@ -14,12 +14,14 @@ from marquee_gateway.routes import require_api_key
 from marquee_shared import deadletters
 from marquee_shared.api import ErrorResponse
 from marquee_shared.deadletters import DeadLetterRecord
+from marquee_shared.jsonbody import StrictJSONRoute
 
 # 19 digits at most: Redis stream ids are two 64-bit integers, and 10^19 - 1 < 2^64.
 ENTRY_ID = r"^\d{1,19}-\d{1,19}$"
 
 router = APIRouter(
     prefix="/v1/admin/dead-letters",
+    route_class=StrictJSONRoute,
     tags=["admin"],
     dependencies=[Depends(require_api_key)],
     responses={

@@ -17,8 +17,9 @@ from marquee_shared.api import (
     SearchHitExplanationRequest,
     TasteExplanationRequest,
 )
+from marquee_shared.jsonbody import StrictJSONRoute
 
-router = APIRouter(prefix="/v1", tags=["explanations"])
+router = APIRouter(prefix="/v1", tags=["explanations"], route_class=StrictJSONRoute)
 
 EXPLAIN_TIMEOUT_S = 30.0
 """How long the gateway waits for an explanation. Longer than other hops: the explainer may be

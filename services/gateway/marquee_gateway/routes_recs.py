@@ -20,8 +20,9 @@ from marquee_shared.api import (
     SearchResponse,
     SimilarTextParams,
 )
+from marquee_shared.jsonbody import StrictJSONRoute
 
-router = APIRouter(prefix="/v1", tags=["discovery"])
+router = APIRouter(prefix="/v1", tags=["discovery"], route_class=StrictJSONRoute)
 
 UNAVAILABLE: dict[int | str, dict[str, Any]] = {
     503: {"model": ErrorResponse, "description": "A backend service is down; retry later."}

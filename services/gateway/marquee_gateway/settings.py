@@ -5,11 +5,25 @@ from __future__ import annotations
 from ipaddress import IPv4Network, IPv6Network
 from typing import Annotated
 
-from pydantic import AnyHttpUrl, Field, PositiveFloat, PositiveInt, SecretStr, field_validator
+from pydantic import (
+    AnyHttpUrl,
+    BeforeValidator,
+    Field,
+    PositiveFloat,
+    PositiveInt,
+    SecretStr,
+    field_validator,
+)
 from pydantic_settings import NoDecode, SettingsConfigDict
 
 from marquee_shared.api import MAX_QUERY_CHARS, QUERY_CHARS_CEILING
 from marquee_shared.settings import CommonSettings
+
+TMDB_IMAGE_BASE_URL = "https://image.tmdb.org/t/p"
+
+
+def _blank_is_none(value: object) -> object:
+    return None if isinstance(value, str) and not value.strip() else value
 
 
 class GatewaySettings(CommonSettings):
@@ -61,6 +75,13 @@ class GatewaySettings(CommonSettings):
         description="Longest search query (q of /v1/search) in characters; longer ones get a "
         "422 saying so. The OpenAPI document, the web page's search box and the query-string "
         "limit (414) follow it. Keep the search service's MAX_QUERY_CHARS at least as large.",
+    )
+
+    image_base_url: Annotated[AnyHttpUrl | None, BeforeValidator(_blank_is_none)] = Field(
+        default=AnyHttpUrl(TMDB_IMAGE_BASE_URL),
+        description="Where the web page loads movie images from: TMDB's image host, or a "
+        "mirror or cache of it (the page asks for <base>/<size>/<file>, e.g. /w342/abc.jpg). "
+        "Empty turns images off: the page shows its gradients and never contacts TMDB.",
     )
 
     @field_validator("trusted_proxies", mode="before")

@@ -3,14 +3,18 @@
 The page talks only to this gateway's public ``/v1`` API, so it works wherever the API does.
 It gets a strict Content-Security-Policy (scripts, styles and requests from this origin only);
 the page builds every piece of data into the DOM as text, never as HTML. index.html is served
-with its search box's ``maxlength`` set to this gateway's query cap; the scripts read it there.
+with its search box's ``maxlength`` set to this gateway's query cap, and with the image host
+(``MARQUEE_GATEWAY_IMAGE_BASE_URL``, TMDB's by default) in a meta tag; the scripts read them
+there, and the policy lets images come from that host alone.
 """
 
 from __future__ import annotations
 
 import hashlib
+import html
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from fastapi import FastAPI, Request
 from starlette.responses import Response
@@ -23,19 +27,29 @@ if TYPE_CHECKING:
 
 STATIC_DIR = Path(__file__).parent / "static"
 
-CONTENT_SECURITY_POLICY = "; ".join(
-    (
-        "default-src 'self'",
-        "script-src 'self'",
-        "style-src 'self'",
-        "img-src 'self' data:",
-        "connect-src 'self'",
-        "object-src 'none'",
-        "base-uri 'none'",
-        "form-action 'self'",
-        "frame-ancestors 'none'",
+
+def content_security_policy(image_base_url: str | None = None) -> str:
+    """The page's policy; images also from the origin of ``image_base_url`` when given."""
+    images = "img-src 'self' data:"
+    if image_base_url:
+        parts = urlsplit(image_base_url)
+        images += f" {parts.scheme}://{parts.netloc}"
+    return "; ".join(
+        (
+            "default-src 'self'",
+            "script-src 'self'",
+            "style-src 'self'",
+            images,
+            "connect-src 'self'",
+            "object-src 'none'",
+            "base-uri 'none'",
+            "form-action 'self'",
+            "frame-ancestors 'none'",
+        )
     )
-)
+
+
+CONTENT_SECURITY_POLICY = content_security_policy()
 PAGE_HEADERS = {
     "Content-Security-Policy": CONTENT_SECURITY_POLICY,
     "X-Content-Type-Options": "nosniff",
@@ -49,12 +63,22 @@ SEARCH_BOX_MAXLENGTH = f'maxlength="{MAX_QUERY_CHARS}"'
 maxlength): served with the gateway's own cap instead, which the scripts read from the box."""
 
 
-def render_page(max_query_chars: int) -> bytes:
-    html = (STATIC_DIR / "index.html").read_text(encoding="utf-8")
-    if html.count(SEARCH_BOX_MAXLENGTH) != 1:
-        msg = f"index.html must hold {SEARCH_BOX_MAXLENGTH} exactly once (the search box)"
-        raise RuntimeError(msg)
-    return html.replace(SEARCH_BOX_MAXLENGTH, f'maxlength="{max_query_chars}"').encode()
+IMAGE_BASE_META = '<meta name="marquee-image-base" content="">'
+"""Where index.html ships the image host (none); served with the gateway's own instead."""
+
+
+def render_page(max_query_chars: int, image_base_url: str | None = None) -> bytes:
+    page = (STATIC_DIR / "index.html").read_text(encoding="utf-8")
+    for placeholder, what in ((SEARCH_BOX_MAXLENGTH, "the search box"), (IMAGE_BASE_META, "")):
+        if page.count(placeholder) != 1:
+            msg = f"index.html must hold {placeholder} exactly once {what}".rstrip()
+            raise RuntimeError(msg)
+    base = html.escape((image_base_url or "").rstrip("/"), quote=True)
+    return (
+        page.replace(SEARCH_BOX_MAXLENGTH, f'maxlength="{max_query_chars}"')
+        .replace(IMAGE_BASE_META, IMAGE_BASE_META.replace('content=""', f'content="{base}"'))
+        .encode()
+    )
 
 
 class _UiStaticFiles(StaticFiles):
@@ -66,12 +90,19 @@ class _UiStaticFiles(StaticFiles):
         return response
 
 
-def install_web_ui(app: FastAPI, max_query_chars: int = MAX_QUERY_CHARS) -> None:
-    page = render_page(max_query_chars)  # once: the file and the cap change only with a restart
+def install_web_ui(
+    app: FastAPI, max_query_chars: int = MAX_QUERY_CHARS, image_base_url: str | None = None
+) -> None:
+    # Once: the file, the cap and the image host change only with a restart.
+    page = render_page(max_query_chars, image_base_url)
     etag = f'"{hashlib.sha256(page).hexdigest()[:32]}"'
+    page_headers = {
+        **PAGE_HEADERS,
+        "Content-Security-Policy": content_security_policy(image_base_url),
+    }
 
     async def index(request: Request) -> Response:
-        headers = {**PAGE_HEADERS, "ETag": etag}
+        headers = {**page_headers, "ETag": etag}
         if request.headers.get("if-none-match") == etag:
             return Response(status_code=304, headers=headers)
         return Response(page, media_type="text/html", headers=headers)

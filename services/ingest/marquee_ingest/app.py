@@ -26,6 +26,7 @@ from marquee_ingest.sync import TmdbSync
 from marquee_ingest.tmdb import TmdbClient
 from marquee_shared.health import Check, health_routes
 from marquee_shared.internal_auth import InternalTokenMiddleware
+from marquee_shared.jsonbody import install_validation_errors
 from marquee_shared.logging import configure_logging
 from marquee_shared.requests import RequestContextMiddleware
 
@@ -85,6 +86,7 @@ def create_app(settings: IngestSettings | None = None, *, poll_seconds: float = 
     app.add_middleware(InternalTokenMiddleware, token=settings.internal_token)
     app.add_middleware(RequestContextMiddleware, service="ingest")
     app.include_router(router)
+    install_validation_errors(app)
     app.router.routes.extend(health_routes("ingest", lambda: checks))
 
     @app.exception_handler(RedisError)

@@ -298,6 +298,17 @@ def _print_summary(summary: Summary, *, as_json: bool) -> None:
     ]
     if len(summary.invalid) > SHOWN_INVALID:
         lines.append(f"  ... and {len(summary.invalid) - SHOWN_INVALID:,} more (--json lists all)")
+    if summary.repaired:
+        lines += [
+            (
+                f"repaired  {summary.repaired_fields:,} fields in {len(summary.repaired):,} "
+                "records (mojibake: UTF-8 text decoded as cp1252, e.g. BjÃ¶rk for Björk)"
+            ),
+            *(f"  {r.where}: {', '.join(r.fields)}" for r in summary.repaired[:SHOWN_INVALID]),
+        ]
+        if len(summary.repaired) > SHOWN_INVALID:
+            more = len(summary.repaired) - SHOWN_INVALID
+            lines.append(f"  ... and {more:,} more (--json lists all)")
     print("\n".join(lines))
 
 

@@ -7,6 +7,7 @@ connected ``redis.asyncio.Redis`` and the settings, publishes, and returns a ``S
 from __future__ import annotations
 
 import importlib.resources
+from datetime import UTC, datetime
 from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,6 +18,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from marquee_ingest.publish import Progress, Summary, publish_deletions, publish_movies
+from marquee_ingest.records import Repair
 from marquee_ingest.sources import FormatChoice, read_records
 from marquee_ingest.state import PublishedCatalog
 
@@ -30,6 +32,11 @@ log = structlog.get_logger(__name__)
 
 DEMO_CATALOG = "demo_catalog.jsonl"
 DEMO_SOURCE = "demo"
+DEMO_SNAPSHOT_AT = datetime(2023, 1, 1, tzinfo=UTC)
+"""When the demo catalog's figures stand (after its newest film, 2022-05-24): the
+``occurred_at`` of every demo event. Fixed, never the time of publishing, so however often
+`make run` publishes the demo again, it never replaces a movie's newer version (a catalog file,
+TMDB, the gateway) nor brings back a movie deleted since: the embedders keep the newest."""
 TMDB_SOURCE = "tmdb"
 
 
@@ -73,15 +80,18 @@ async def ingest_file(
     source: str | None = None,
     progress: Progress | None = None,
     request_id: str | None = None,
+    occurred_at: datetime | None = None,
 ) -> Summary:
     """Publish a catalog file (JSONL, catalog CSV or TMDB 5000 CSV; see ``sources``).
 
     ``limit`` reads only the first N records (valid or not). Raises ``SourceFormatError`` before
     publishing anything when the file's format is unknown or its header is wrong.
     ``request_id`` (the run's id; every function here takes it) goes on each stream entry.
+    ``occurred_at`` dates every event (default: now; see ``publish_movies``).
     """
     path = Path(path)
-    records = read_records(path, fmt)
+    repairs: list[Repair] = []
+    records = read_records(path, fmt, repairs=repairs)
     if limit is not None:
         records = islice(records, limit)
     label = source or f"file:{path.name}"
@@ -96,7 +106,9 @@ async def ingest_file(
             catalog=PublishedCatalog.for_stream(redis, settings.catalog_stream),
             max_backlog=settings.max_backlog,
             request_id=request_id,
+            occurred_at=occurred_at,
         )
+        summary.repaired = repairs
         _log_summary(summary)
     return summary
 
@@ -109,7 +121,8 @@ async def ingest_demo(
     progress: Progress | None = None,
     request_id: str | None = None,
 ) -> Summary:
-    """Publish the demo catalog bundled with the package (``data/demo_catalog.jsonl``)."""
+    """Publish the demo catalog bundled with the package (``data/demo_catalog.jsonl``), dated
+    ``DEMO_SNAPSHOT_AT``: it fills an empty index and never overwrites newer data."""
     resource = importlib.resources.files("marquee_ingest").joinpath("data", DEMO_CATALOG)
     # as_file: a real path even when the package is installed zipped.
     with importlib.resources.as_file(resource) as path:
@@ -124,6 +137,7 @@ async def ingest_demo(
             source=DEMO_SOURCE,
             progress=progress,
             request_id=request_id,
+            occurred_at=DEMO_SNAPSHOT_AT,
         )
 
 
@@ -194,6 +208,7 @@ def _log_summary(summary: Summary) -> None:
         published=summary.published,
         skipped=summary.skipped,
         invalid=len(summary.invalid),
+        repaired_fields=summary.repaired_fields,
         elapsed_s=round(summary.elapsed, 3),
         last_entry_id=summary.last_entry_id,
     )

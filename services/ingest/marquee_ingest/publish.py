@@ -6,12 +6,13 @@ import time
 from collections import Counter
 from collections.abc import AsyncGenerator, AsyncIterable, Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 from pydantic import ValidationError
 
-from marquee_ingest.records import InvalidRecord, Record, SkippedRecord
+from marquee_ingest.records import InvalidRecord, Record, Repair, SkippedRecord
 from marquee_shared.events import (
     CATALOG_STREAM,
     Movie,
@@ -49,6 +50,8 @@ class Summary:
     published: int = 0
     invalid: list[InvalidRecord] = field(default_factory=list)
     skipped_reasons: Counter[str] = field(default_factory=Counter)
+    repaired: list[Repair] = field(default_factory=list)
+    """Records whose text was repaired (mojibake) on the way (file sources)."""
     elapsed: float = 0.0
     last_entry_id: str | None = None
     """Stream id of the last event written: consumers are caught up once they pass it."""
@@ -56,6 +59,10 @@ class Summary:
     @property
     def skipped(self) -> int:
         return self.skipped_reasons.total()
+
+    @property
+    def repaired_fields(self) -> int:
+        return sum(len(r.fields) for r in self.repaired)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -67,6 +74,10 @@ class Summary:
             "skipped_reasons": dict(self.skipped_reasons),
             "invalid": len(self.invalid),
             "invalid_records": [{"where": r.where, "reason": r.reason} for r in self.invalid],
+            "repaired_fields": self.repaired_fields,
+            "repaired_records": [
+                {"where": r.where, "fields": list(r.fields)} for r in self.repaired
+            ],
             "elapsed_seconds": round(self.elapsed, 3),
             "last_entry_id": self.last_entry_id,
         }
@@ -84,6 +95,7 @@ async def publish_movies(
     catalog: PublishedCatalog | None = None,
     max_backlog: int | None = None,
     request_id: str | None = None,
+    occurred_at: datetime | None = None,
 ) -> Summary:
     """Publish a ``MovieFetched`` per valid movie; report the rest in the summary.
 
@@ -99,6 +111,9 @@ async def publish_movies(
     (catalog size in ``/v1/stats``; the sync compares against it). ``max_backlog`` makes each
     batch wait while the embedders are that many events behind (backpressure).
     ``request_id`` (the run's id) rides on every entry, so the embedders' logs name the run.
+    ``occurred_at`` dates every event (default: each event's creation time); the embedders keep
+    the newest version of a movie by it, so a fixed past date makes a snapshot never replace
+    what was published after it (the demo catalog).
     """
     started = time.perf_counter()
     summary = Summary(source=source, stream=stream)
@@ -130,7 +145,7 @@ async def publish_movies(
             except StopAsyncIteration:
                 break
             except Exception:
-                await flush([*pending, *_fetched(buffered.values(), source)])
+                await flush([*pending, *_fetched(buffered.values(), source, occurred_at)])
                 raise
             if progress is not None:
                 progress.update(1)
@@ -144,11 +159,11 @@ async def publish_movies(
                     summary.skipped_reasons[DUPLICATE] += 1
                 buffered[record.tmdb_id] = record  # re-inserted: stream order = last sighting
             else:
-                pending.append(MovieFetched(source=source, movie=record))
+                pending.append(_fetched([record], source, occurred_at)[0])
                 if len(pending) >= batch_size:
                     await flush(pending)
                     pending = []
-        await flush([*pending, *_fetched(buffered.values(), source)])
+        await flush([*pending, *_fetched(buffered.values(), source, occurred_at)])
     finally:
         await iterator.aclose()
     summary.elapsed = time.perf_counter() - started
@@ -198,8 +213,11 @@ async def publish_deletions(
     return summary
 
 
-def _fetched(movies: Iterable[Movie], source: str) -> list[MovieFetched]:
-    return [MovieFetched(source=source, movie=movie) for movie in movies]
+def _fetched(
+    movies: Iterable[Movie], source: str, occurred_at: datetime | None = None
+) -> list[MovieFetched]:
+    dated = {} if occurred_at is None else {"occurred_at": occurred_at}
+    return [MovieFetched(source=source, movie=movie, **dated) for movie in movies]
 
 
 async def _as_async(records: Iterable[Record] | AsyncIterable[Record]) -> AsyncGenerator[Record]:

@@ -1,6 +1,10 @@
 """Catalog files to records: every record becomes a ``Movie`` or an ``InvalidRecord``, never an
 exception, so one bad row cannot stop a 15,000-row import.
 
+Text that is evidently mojibake (UTF-8 read as cp1252: ``BjÃ¶rk``) is repaired in every
+format; each repaired record is noted in the ``repairs`` list a reader is given (the run's
+summary counts them).
+
 Formats:
 
 - ``jsonl``: one ``Movie`` JSON object per line, in our own schema (blank lines skipped).
@@ -8,6 +12,8 @@ Formats:
   list columns pipe-separated.
 - ``tmdb5000``: Kaggle's "TMDB 5000" ``tmdb_5000_movies.csv`` (``id``, JSON-encoded ``genres`` and
   ``keywords``). It has no credits; a ``tmdb_5000_credits.csv`` beside it is joined when present.
+
+Both CSV formats take optional ``poster_path`` and ``backdrop_path`` columns (TMDB image paths).
 """
 
 from __future__ import annotations
@@ -20,7 +26,14 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 import structlog
 from pydantic import ValidationError
 
-from marquee_ingest.records import InvalidRecord, Record, build_movie, clean_names
+from marquee_ingest.records import (
+    InvalidRecord,
+    Record,
+    Repair,
+    build_file_movie,
+    clean_names,
+    repair_mojibake,
+)
 from marquee_shared.events import Movie, describe_validation_error
 
 if TYPE_CHECKING:
@@ -51,16 +64,19 @@ class SourceFormatError(ValueError):
 # Entry points
 
 
-def read_records(path: Path, fmt: FormatChoice = "auto") -> Iterator[Record]:
+def read_records(
+    path: Path, fmt: FormatChoice = "auto", *, repairs: list[Repair] | None = None
+) -> Iterator[Record]:
     """Records of a catalog file. Raises SourceFormatError (eagerly) when the file as a whole
-    is unusable: unknown format, or a CSV header without the required columns."""
+    is unusable: unknown format, or a CSV header without the required columns. Records whose
+    text was repaired are noted in ``repairs`` as they are read."""
     resolved = check_format(path, fmt)
-    readers: dict[FileFormat, Callable[[Path], Iterator[Record]]] = {
+    readers: dict[FileFormat, Callable[..., Iterator[Record]]] = {
         "jsonl": read_jsonl,
         "catalog-csv": read_catalog_csv,
         "tmdb5000": read_tmdb5000,
     }
-    return readers[resolved](path)
+    return readers[resolved](path, repairs=repairs)
 
 
 def check_format(path: Path, fmt: FormatChoice = "auto") -> FileFormat:
@@ -99,15 +115,15 @@ def detect_format(path: Path) -> FileFormat:
 # JSONL in our own schema
 
 
-def read_jsonl(path: Path) -> Iterator[Record]:
+def read_jsonl(path: Path, *, repairs: list[Repair] | None = None) -> Iterator[Record]:
     """One Movie JSON object per line; blank lines skipped."""
     with _open_text(path) as lines:
         for number, line in enumerate(lines, start=1):
             if line.strip():
-                yield _jsonl_record(line, f"{path.name}:{number}")
+                yield _jsonl_record(line, f"{path.name}:{number}", repairs)
 
 
-def _jsonl_record(line: str, where: str) -> Movie | InvalidRecord:
+def _jsonl_record(line: str, where: str, repairs: list[Repair] | None) -> Movie | InvalidRecord:
     try:
         data = json.loads(line)
     except json.JSONDecodeError as exc:
@@ -116,30 +132,34 @@ def _jsonl_record(line: str, where: str) -> Movie | InvalidRecord:
         return InvalidRecord(where, f"expected a JSON object, got {type(data).__name__}")
     if isinstance(data.get("tmdb_id"), int):
         where = f"{where} (tmdb_id {data['tmdb_id']})"
+    data, repaired = repair_mojibake(data)
     try:
-        return Movie.model_validate(data)
+        movie = Movie.model_validate(data)
     except ValidationError as exc:
         return InvalidRecord(where, describe_validation_error(exc))
+    if repaired and repairs is not None:
+        repairs.append(Repair(where, repaired))
+    return movie
 
 
 # ---------------------------------------------------------------------------------------------
 # The merged catalog CSV
 
 
-def read_catalog_csv(path: Path) -> Iterator[Record]:
+def read_catalog_csv(path: Path, *, repairs: list[Repair] | None = None) -> Iterator[Record]:
     _require_columns(path, _CATALOG_REQUIRED, "catalog-csv")
-    return _catalog_records(path)
+    return _catalog_records(path, repairs)
 
 
-def _catalog_records(path: Path) -> Iterator[Record]:
+def _catalog_records(path: Path, repairs: list[Repair] | None) -> Iterator[Record]:
     for row in _csv_rows(path):
         if isinstance(row, InvalidRecord):
             yield row
             continue
         where, values = row
         tmdb_id = values.get("tmdb_id", "").strip()
-        yield build_movie(
-            catalog_fields(values), f"{where} (tmdb_id {tmdb_id})" if tmdb_id else where
+        yield build_file_movie(
+            catalog_fields(values), f"{where} (tmdb_id {tmdb_id})" if tmdb_id else where, repairs
         )
 
 
@@ -168,6 +188,7 @@ def catalog_fields(row: Mapping[str, str]) -> dict[str, Any]:
         "vote_average": None if vote_count == 0 else _number(row.get("vote_average")),
         "vote_count": vote_count,
         "popularity": _number(row.get("popularity")),
+        **_images(row),
     }
 
 
@@ -175,17 +196,21 @@ def catalog_fields(row: Mapping[str, str]) -> dict[str, Any]:
 # Kaggle "TMDB 5000"
 
 
-def read_tmdb5000(path: Path, credits_path: Path | None = None) -> Iterator[Record]:
+def read_tmdb5000(
+    path: Path, credits_path: Path | None = None, *, repairs: list[Repair] | None = None
+) -> Iterator[Record]:
     """``tmdb_5000_movies.csv``; credits from ``credits_path`` or a sibling credits file."""
     _require_columns(path, _TMDB5000_REQUIRED, "tmdb5000")
     if credits_path is None and (sibling := path.with_name(TMDB5000_CREDITS_NAME)).is_file():
         credits_path = sibling
     people = _read_tmdb5000_credits(credits_path) if credits_path else {}
-    return _tmdb5000_records(path, people)
+    return _tmdb5000_records(path, people, repairs)
 
 
 def _tmdb5000_records(
-    path: Path, people: Mapping[int, tuple[list[str], list[str]]]
+    path: Path,
+    people: Mapping[int, tuple[list[str], list[str]]],
+    repairs: list[Repair] | None,
 ) -> Iterator[Record]:
     for row in _csv_rows(path):
         if isinstance(row, InvalidRecord):
@@ -202,7 +227,7 @@ def _tmdb5000_records(
             continue
         if isinstance(fields["tmdb_id"], int) and fields["tmdb_id"] in people:
             fields["directors"], fields["cast"] = people[fields["tmdb_id"]]
-        yield build_movie(fields, where)
+        yield build_file_movie(fields, where, repairs)
 
 
 def tmdb5000_fields(row: Mapping[str, str]) -> dict[str, Any]:
@@ -222,6 +247,7 @@ def tmdb5000_fields(row: Mapping[str, str]) -> dict[str, Any]:
         "vote_average": None if vote_count == 0 else _number(row.get("vote_average")),
         "vote_count": vote_count,
         "popularity": _number(row.get("popularity")),
+        **_images(row),
     }
 
 
@@ -341,6 +367,11 @@ def _text(value: str | None) -> str | None:
     if value is None:
         return None
     return html.unescape(value).strip() or None
+
+
+def _images(row: Mapping[str, str]) -> dict[str, str | None]:
+    """TMDB image paths, from the optional columns ``poster_path`` and ``backdrop_path``."""
+    return {column: _text(row.get(column)) for column in ("poster_path", "backdrop_path")}
 
 
 def _pipe_list(value: str | None) -> list[str]:

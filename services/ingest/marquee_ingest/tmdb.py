@@ -138,6 +138,8 @@ def movie_fields_from_tmdb(data: Mapping[str, Any]) -> dict[str, Any]:
         "vote_average": None if vote_count == 0 else data.get("vote_average"),
         "vote_count": vote_count,
         "popularity": data.get("popularity"),
+        "poster_path": data.get("poster_path") or None,
+        "backdrop_path": data.get("backdrop_path") or None,
     }
     return fields
 

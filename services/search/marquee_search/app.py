@@ -20,7 +20,6 @@ from fastapi.responses import JSONResponse
 from redis.asyncio import Redis
 from threadpoolctl import threadpool_limits
 
-from marquee_embedder.encoder import Encoder, load_encoder
 from marquee_search.admission import AdmissionLimit
 from marquee_search.engine import (
     KeywordIndexLoadingError,
@@ -31,21 +30,30 @@ from marquee_search.engine import (
     Tuning,
 )
 from marquee_search.llm_rerank import ClaudeReranker
+from marquee_search.model_guard import ModelGuard
 from marquee_search.ranker import LearnedRanker, RankerParams
 from marquee_search.routes import router
 from marquee_search.routes_discover import router as discover_router
 from marquee_search.routes_stats import router as stats_router
 from marquee_search.settings import SearchSettings
 from marquee_search.sync import IndexSync
-from marquee_search.windows import Windower, WindowParams
-from marquee_shared.chroma import open_collection
+from marquee_shared.chroma import check_collection_model, open_collection
 from marquee_shared.health import Check, health_routes
 from marquee_shared.internal_auth import InternalTokenMiddleware
+from marquee_shared.jsonbody import install_validation_errors
 from marquee_shared.logging import configure_logging
+from marquee_shared.model.encoder import Encoder, check_backend, load_encoder
+from marquee_shared.model.identity import report_model
+from marquee_shared.model.resolve import resolve_model
+from marquee_shared.model.windows import Windower, WindowParams
 from marquee_shared.requests import RequestContextMiddleware
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
+    from pathlib import Path
+
+    from chromadb.api import AsyncClientAPI
+    from chromadb.api.models.AsyncCollection import AsyncCollection
 
 log = structlog.get_logger(__name__)
 
@@ -65,11 +73,13 @@ def create_app(
         # 1.07 ms over 16k vectors) but then busy-waited about 5 ms for more work: 6 ms of CPU
         # per search instead of 1, taken from the requests (docs/performance.md).
         threadpool_limits(limits=1, user_api="blas")
+        model_path, guard, chroma, collection = await _open_index(settings)
+        app.state.model_guard = guard  # read by every route (routes.get_engine) and /ready
         model = encoder
         if model is None:
             model = await anyio.to_thread.run_sync(
                 lambda: load_encoder(
-                    settings.model_path,
+                    model_path,
                     settings.backend,
                     threads=settings.torch_threads,
                     cache_dir=settings.onnx_cache_dir,
@@ -84,8 +94,7 @@ def create_app(
                 settings.ranker_model, RankerParams(min_words=settings.ranker_min_words)
             )
         windows = WindowParams(max_tokens=settings.window_tokens)
-        windower = Windower(settings.model_path, windows)
-        chroma, collection = await open_collection(settings.chroma_url, settings.chroma_collection)
+        windower = Windower(model_path, windows)
         redis: Redis = Redis.from_url(str(settings.redis_url))
         llm = _llm_reranker(settings, redis)
         sync = IndexSync(
@@ -110,13 +119,15 @@ def create_app(
             ),
             llm_reranker=llm,
         )
-        checks.update(chroma=chroma.heartbeat, keyword_index=sync.ready)
+        checks.update(chroma=chroma.heartbeat, keyword_index=sync.ready, model=guard.ready)
         with contextlib.suppress(TimeoutError):
             # Small catalogs load in a second: serve complete answers from the first request.
             # A large one keeps loading in the background; /ready says when it is done.
             await asyncio.wait_for(sync.loaded.wait(), settings.keyword_startup_wait_s)
         log.info(
             "search_started",
+            model=str(guard.model),
+            backend=settings.backend,
             startup_s=round(time.perf_counter() - started, 2),
             keyword_index=len(sync.mirror) if sync.mirror is not None else "loading",
             ranker=app.state.engine.ranker_version,
@@ -126,6 +137,7 @@ def create_app(
             yield
         finally:
             following.cancel()
+            guard.stop()
             # Bounded: a load running in a worker thread cannot be interrupted, and shutdown
             # must not wait for it (the process is going away anyway).
             await asyncio.wait({following}, timeout=5)
@@ -148,7 +160,8 @@ def create_app(
     app.include_router(router)
     app.include_router(discover_router)
     app.include_router(stats_router)
-    app.router.routes.extend(health_routes("search", lambda: checks))
+    install_validation_errors(app)
+    app.router.routes.extend(health_routes("search", lambda: checks, lambda: _model_info(app)))
 
     @app.exception_handler(MovieNotFoundError)
     async def not_found(_: Request, exc: MovieNotFoundError) -> JSONResponse:
@@ -171,6 +184,35 @@ def create_app(
         )
 
     return app
+
+
+async def _open_index(
+    settings: SearchSettings,
+) -> tuple[Path, ModelGuard, AsyncClientAPI, AsyncCollection]:
+    """The model's folder, and the collection once checked to hold that model's vectors: before
+    the (slow) model load, so a wrong model stops startup at once, naming both ids."""
+    if settings.model_path is not None:
+        log.warning("model_path_deprecated", hint="set MARQUEE_SEARCH_MODEL instead")
+    model_path, model_id = await anyio.to_thread.run_sync(
+        resolve_model, settings.model_path or settings.model
+    )
+    check_backend(model_path, settings.backend)
+    chroma, collection = await open_collection(
+        settings.chroma_url, settings.chroma_collection, model=model_id
+    )
+    stored = await check_collection_model(
+        chroma, collection, model_id, service="search", stamp_unstamped=False
+    )
+    report_model("search", model_id)
+    guard = ModelGuard(chroma, collection.name, model_id, stored=stored)
+    guard.start()
+    return model_path, guard, chroma, collection
+
+
+def _model_info(app: FastAPI) -> dict[str, object]:
+    """What ``/ready`` reports beside its checks: the model id, once the lifespan chose it."""
+    guard: ModelGuard | None = getattr(app.state, "model_guard", None)
+    return {"model": str(guard.model)} if guard is not None else {}
 
 
 def _llm_reranker(settings: SearchSettings, redis: Redis) -> ClaudeReranker | None:

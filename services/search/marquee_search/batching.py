@@ -18,7 +18,7 @@ import anyio
 if TYPE_CHECKING:
     from numpy.typing import NDArray
 
-    from marquee_embedder.encoder import Encoder
+    from marquee_shared.model.encoder import Encoder
 
 MAX_BATCH = 32
 """Queries per forward pass; more pad every query to the longest for little gain."""

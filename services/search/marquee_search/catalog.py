@@ -40,6 +40,8 @@ def hit_from_movie(movie: Movie, score: float) -> MovieHit:
         vote_count=movie.vote_count,
         original_language=movie.original_language,
         overview=movie.overview,
+        poster_path=movie.poster_path,
+        backdrop_path=movie.backdrop_path,
         score=round(score, 4),
     )
 

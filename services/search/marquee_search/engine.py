@@ -19,7 +19,6 @@ from marquee_search.features import CandidateSignals, RequestCues, candidate_fea
 from marquee_search.hybrid import DEFAULT_FUSION, FusionParams, fuse
 from marquee_search.keyword import DEFAULT_BM25, Bm25Params
 from marquee_search.taste import DEFAULT_TASTE, Recommendations, TasteParams, recommend
-from marquee_search.windows import DEFAULT_WINDOWS, WindowParams, combine
 from marquee_shared.api import (
     MovieDetail,
     MovieFilters,
@@ -30,7 +29,8 @@ from marquee_shared.api import (
     SearchMode,
     Taste,
 )
-from marquee_shared.index import genre_key, movie_from_metadata, record_id
+from marquee_shared.index import genre_key, readable_movie, record_id
+from marquee_shared.model.windows import DEFAULT_WINDOWS, WindowParams, combine
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -38,11 +38,11 @@ if TYPE_CHECKING:
     from chromadb.api.models.AsyncCollection import AsyncCollection
     from numpy.typing import NDArray
 
-    from marquee_embedder.encoder import Encoder
     from marquee_search.catalog import CatalogMirror
     from marquee_search.ranker import LearnedRanker
     from marquee_search.sync import IndexSync
-    from marquee_search.windows import Windower
+    from marquee_shared.model.encoder import Encoder
+    from marquee_shared.model.windows import Windower
 
 
 FILTER_PATHS = Counter(
@@ -111,8 +111,10 @@ def metadata_passes(filters: MovieFilters, md: Mapping[str, Any]) -> bool:
     )
 
 
-def hit_from_record(metadata: Mapping[str, Any], score: float) -> MovieHit:
-    return hit_from_movie(movie_from_metadata(metadata), score)
+def hit_from_record(metadata: Mapping[str, Any], score: float) -> MovieHit | None:
+    """The record's result row; None for a record that cannot be read (skipped and logged)."""
+    movie = readable_movie(metadata)
+    return None if movie is None else hit_from_movie(movie, score)
 
 
 class QueryVectorCache:
@@ -513,7 +515,8 @@ class SearchEngine:
             for md in got["metadatas"] or []:
                 if filters is None or metadata_passes(filters, md):
                     tmdb_id = int(md["tmdb_id"])  # type: ignore[arg-type]
-                    hits[tmdb_id] = hit_from_record(md, scores[tmdb_id])
+                    if (hit := hit_from_record(md, scores[tmdb_id])) is not None:
+                        hits[tmdb_id] = hit
         # A movie deleted from Chroma before this replica heard of it is simply left out.
         return [hits[i] for i, _ in ranked if i in hits]
 
@@ -524,7 +527,8 @@ class SearchEngine:
         mirror = self.mirror
         for n in found:
             if n.metadata:
-                hits.append(hit_from_record(n.metadata, n.similarity))
+                if (hit := hit_from_record(n.metadata, n.similarity)) is not None:
+                    hits.append(hit)
             elif mirror is not None and (hit := mirror.hit(n.tmdb_id, n.similarity)):
                 hits.append(hit)
         return hits
@@ -669,7 +673,9 @@ class SearchEngine:
         if not got["ids"] or not got["metadatas"]:
             raise MovieNotFoundError(tmdb_id)
         metadata = got["metadatas"][0]
-        movie = movie_from_metadata(metadata)
+        movie = readable_movie(metadata)
+        if movie is None:  # unreadable: as good as absent (logged for the operator)
+            raise MovieNotFoundError(tmdb_id)
         return MovieDetail(**movie.model_dump(), version=str(metadata["content_hash"]))
 
     async def similar(self, tmdb_id: int, k: int, filters: MovieFilters) -> list[MovieHit]:

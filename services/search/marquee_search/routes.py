@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import structlog
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 
 from marquee_search.engine import SearchEngine
@@ -19,6 +19,7 @@ from marquee_shared.api import (
     SimilarResponse,
     query_too_long,
 )
+from marquee_shared.chroma import ModelMismatchError
 
 router = APIRouter()
 
@@ -26,6 +27,12 @@ TmdbIdPath = Annotated[int, Path(gt=0, lt=2**31, description="TMDB movie id")]
 
 
 async def get_engine(request: Request) -> SearchEngine:
+    # A collection stamped with another model after startup (model_guard.py): answering
+    # would compare vectors of two models.
+    try:
+        request.app.state.model_guard.check()
+    except ModelMismatchError as exc:
+        raise HTTPException(status_code=503, detail=str(exc)) from exc
     engine: SearchEngine = request.app.state.engine
     return engine
 

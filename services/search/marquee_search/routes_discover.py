@@ -16,8 +16,9 @@ from marquee_shared.api import (
     SearchResponse,
     SimilarTextParams,
 )
+from marquee_shared.jsonbody import StrictJSONRoute
 
-router = APIRouter()
+router = APIRouter(route_class=StrictJSONRoute)
 
 
 @router.get("/similar")

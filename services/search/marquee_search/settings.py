@@ -16,10 +16,10 @@ from pydantic import (
 )
 from pydantic_settings import NoDecode, SettingsConfigDict
 
-from marquee_embedder.encoder import Backend
-from marquee_embedder.settings import default_model_path
 from marquee_search.ranker import DEFAULT_MODEL as DEFAULT_RANKER_MODEL
 from marquee_shared.api import MAX_QUERY_CHARS, QUERY_CHARS_CEILING
+from marquee_shared.model.encoder import Backend
+from marquee_shared.model.resolve import STOCK
 from marquee_shared.settings import CommonSettings
 
 DEFAULT_HEDGES = (
@@ -43,7 +43,18 @@ class SearchSettings(CommonSettings):
         env_prefix="MARQUEE_SEARCH_", extra="ignore", validate_by_name=True
     )
 
-    model_path: Path = Field(default_factory=default_model_path)
+    model: str = Field(
+        default=STOCK,
+        min_length=1,
+        description="The query encoder's model: stock (all-MiniLM-L6-v2, packaged), "
+        "movie-tuned (the packaged fine-tuned bundle, in builds that have it) or the path to a "
+        "sentence-transformers folder or a Marquee model bundle. Must be the model the "
+        "collection was built with: another one stops startup.",
+    )
+    model_path: Path | None = Field(
+        default=None,
+        description="Deprecated: use MODEL (a path works there). When set, overrides MODEL.",
+    )
     backend: Backend = Field(
         default="onnx-int8",
         description="Model runtime: onnx-int8 (the default: the fastest whose quality holds, about "

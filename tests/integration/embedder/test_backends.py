@@ -11,10 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from marquee_embedder.encoder import load_encoder
-from marquee_embedder.settings import default_model_path
 from marquee_shared.events import Movie
 from marquee_shared.index import movie_document
+from marquee_shared.model.encoder import default_model_path, load_encoder
 
 pytestmark = [pytest.mark.integration, pytest.mark.shared_data]
 

@@ -72,6 +72,37 @@ async def test_file_json_summary(redis: Redis, redis_url: str, jsonl: Path) -> N
     assert summary["last_entry_id"]
 
 
+async def test_file_repairs_mojibake_and_counts_it(
+    redis: Redis, redis_url: str, tmp_path: Path
+) -> None:
+    # A Kaggle-style row: UTF-8 read as cp1252 ("BjÃ¶rk"), curly quotes that are fine as they are.
+    row = {
+        "tmdb_id": 16,
+        "title": "Dancer in the Dark",
+        "overview": "Selmaâ€™s eyesight fails; she hides it from everyone.",
+        "tagline": "Selma\u2019s “last” song.",
+        "cast": ["BjÃ¶rk", "Catherine Deneuve"],
+    }
+    path = tmp_path / "kaggle.jsonl"
+    path.write_text(json.dumps(row, ensure_ascii=False) + "\n", encoding="utf-8")
+
+    text = run_cli("file", str(path), MARQUEE_REDIS_URL=redis_url)
+    assert text.returncode == 0, text.stderr
+    assert "repaired  2 fields in 1 records" in text.stdout
+    assert "kaggle.jsonl:1 (tmdb_id 16): overview, cast" in text.stdout
+    as_json = json.loads(run_cli("file", str(path), "--json", MARQUEE_REDIS_URL=redis_url).stdout)
+    assert as_json["repaired_fields"] == 2
+    assert as_json["repaired_records"] == [
+        {"where": "kaggle.jsonl:1 (tmdb_id 16)", "fields": ["overview", "cast"]}
+    ]
+
+    (_, fields), *_ = await redis.xrange(CATALOG_STREAM)
+    movie = decode_event(fields).movie  # type: ignore[union-attr]
+    assert movie.cast == ["Björk", "Catherine Deneuve"]
+    assert movie.overview == "Selma\u2019s eyesight fails; she hides it from everyone."
+    assert movie.tagline == row["tagline"]  # curly quotes kept
+
+
 async def test_demo(redis: Redis, redis_url: str) -> None:
     result = run_cli("demo", "--json", MARQUEE_REDIS_URL=redis_url)
 

@@ -25,6 +25,7 @@ from marquee_search.settings import SearchSettings
 from marquee_shared.api import SyncStatus
 from marquee_shared.chroma import open_collection
 from marquee_shared.events import CATALOG_STREAM, DEAD_LETTER_STREAM, decode_event
+from marquee_shared.model.resolve import resolve_model
 from tests.fakes.tmdb import FakeTmdb
 from tests.support.asgi import serve
 
@@ -187,6 +188,8 @@ async def test_stats_report_coverage_backlog_dead_letters_and_freshness(
     assert stats["last_sync_outcome"] == "succeeded"
     assert stats["last_sync_error"] is None
     assert stats["unavailable"] == {}
+    # The model search serves (and its collection was created with): the stock one.
+    assert stats["model"] == str(resolve_model("stock")[1])
 
 
 async def test_stats_still_answer_with_ingest_down(stack: Callable[..., Any]) -> None:

@@ -10,7 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from marquee_gateway.web import CONTENT_SECURITY_POLICY, STATIC_DIR
+from marquee_gateway.web import (
+    CONTENT_SECURITY_POLICY,
+    STATIC_DIR,
+    content_security_policy,
+    render_page,
+)
 from marquee_shared.api import MAX_QUERY_CHARS
 
 PYPROJECT = Path(__file__).resolve().parents[3] / "services" / "gateway" / "pyproject.toml"
@@ -80,3 +85,24 @@ def test_the_search_box_takes_a_long_description() -> None:
     for described_by in attrs["aria-describedby"].split():
         assert f'id="{described_by}"' in html, described_by
     assert "textarea" in (STATIC_DIR / "js" / "palette.js").read_text()  # in the focus trap
+
+
+def test_the_page_names_its_image_host_and_the_policy_admits_that_host_alone() -> None:
+    page = render_page(MAX_QUERY_CHARS, "http://127.0.0.1:9999/").decode()
+    assert '<meta name="marquee-image-base" content="http://127.0.0.1:9999">' in page
+    assert "img-src 'self' data: https://image.tmdb.org;" in content_security_policy(
+        "https://image.tmdb.org/t/p"
+    )
+    # Images off: no host in the page, none in the policy.
+    assert '<meta name="marquee-image-base" content="">' in render_page(MAX_QUERY_CHARS).decode()
+    assert "img-src 'self' data:;" in content_security_policy(None) == CONTENT_SECURITY_POLICY
+    assert 'content="http://x/&quot;&gt;"' in render_page(MAX_QUERY_CHARS, 'http://x/">').decode()
+
+
+def test_the_footer_carries_tmdbs_attribution() -> None:
+    html = (STATIC_DIR / "index.html").read_text()
+    footer = re.search(r"<footer.*?</footer>", html, re.DOTALL)
+    assert footer
+    assert "This product uses the TMDB API but is not endorsed or certified by TMDB." in " ".join(
+        footer.group(0).split()
+    )

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from marquee_ingest.records import InvalidRecord, Record
+from marquee_ingest.records import InvalidRecord, Record, Repair
 from marquee_ingest.sources import (
     SourceFormatError,
     detect_format,
@@ -308,6 +308,118 @@ def test_tmdb5000_joins_credits_beside_it(tmp_path: Path) -> None:
     assert isinstance(movie, Movie)
     assert movie.directors == ["James Cameron"]
     assert movie.cast == ["Sam Worthington", "Zoe Saldana"]
+
+
+def test_image_paths_are_kept_from_files_that_have_them(tmp_path: Path) -> None:
+    images = {"poster_path": "/f89U3ADr1oiB1s9GkdPOEpXUk5H.jpg", "backdrop_path": ""}
+    catalog = write_csv(
+        tmp_path / "movies.csv", [*CATALOG_COLUMNS, *images], [catalog_row(**images)]
+    )
+    kaggle = write_csv(
+        tmp_path / "tmdb_5000_movies.csv",
+        [*TMDB5000_COLUMNS, *images],
+        [tmdb5000_row(**images), tmdb5000_row(id="2", poster_path="https://x/y.jpg")],
+    )
+
+    (from_catalog,) = list(read_records(catalog))
+    from_kaggle, full_url = list(read_records(kaggle))
+
+    for movie in (from_catalog, from_kaggle):
+        assert isinstance(movie, Movie)
+        assert movie.poster_path == "/f89U3ADr1oiB1s9GkdPOEpXUk5H.jpg"
+        assert movie.backdrop_path is None  # an empty cell is "none"
+    # Only TMDB's path is taken: a page puts it on the image host it trusts.
+    assert isinstance(full_url, InvalidRecord)
+    assert full_url.reason.startswith("poster_path: String should match pattern")
+    # Files without the columns read as before.
+    (plain,) = list(read_records(write_csv(tmp_path / "a.csv", CATALOG_COLUMNS, [catalog_row()])))
+    assert isinstance(plain, Movie)
+    assert plain.poster_path is None
+
+
+# -- mojibake ---------------------------------------------------------------------------------
+
+# UTF-8 text once decoded as cp1252, as Kaggle's TMDB 5000 files carry it (1,870 rows of the
+# shared catalog had it before it was cleaned).
+MOJIBAKE = {
+    "title": "AmÃ©lie",
+    "original_title": "Le Fabuleux Destin d'AmÃ©lie Poulain",
+    "overview": "Californiaâ€™s “finest” waitress, in a cafÃ© of Montmartre.",
+    "tagline": "She'll change your life.",
+}
+CLEAN_TITLE = "Björk\u2019s “Dancer”"  # curly quotes as text: never "repaired"
+
+
+def test_tmdb5000_mojibake_is_repaired_and_curly_quotes_are_kept(tmp_path: Path) -> None:
+    path = write_csv(
+        tmp_path / "tmdb_5000_movies.csv",
+        TMDB5000_COLUMNS,
+        [
+            tmdb5000_row(
+                id="194",
+                keywords=json.dumps([{"id": 1, "name": "cafÃ©"}, {"id": 2, "name": "paris"}]),
+                **MOJIBAKE,
+            ),
+            tmdb5000_row(id="2", title=CLEAN_TITLE, overview="Plain text: naïve, 100%."),
+        ],
+    )
+    write_csv(
+        tmp_path / "tmdb_5000_credits.csv",
+        ["movie_id", "title", "cast", "crew"],
+        [
+            {
+                "movie_id": "194",
+                "title": "AmÃ©lie",
+                "cast": json.dumps(
+                    [{"name": "Audrey Tautou", "order": 0}, {"name": "BjÃ¶rk", "order": 1}]
+                ),
+                "crew": json.dumps([{"name": "Jean-Pierre Jeunet", "job": "Director"}]),
+            }
+        ],
+    )
+    repairs: list[Repair] = []
+
+    amelie, clean = list(read_records(path, repairs=repairs))
+
+    assert isinstance(amelie, Movie)
+    assert amelie.title == "Amélie"
+    assert amelie.original_title == "Le Fabuleux Destin d'Amélie Poulain"
+    # Repaired where the bytes say so; the curly quotes that were text already stay curly.
+    assert amelie.overview == "California\u2019s “finest” waitress, in a café of Montmartre."
+    assert amelie.tagline == "She'll change your life."
+    assert amelie.cast == ["Audrey Tautou", "Björk"]
+    assert amelie.keywords == ["café", "paris"]
+    # Correct text (curly quotes, accents) is left exactly as it was.
+    assert isinstance(clean, Movie)
+    assert (clean.title, clean.overview) == (CLEAN_TITLE, "Plain text: naïve, 100%.")
+    assert repairs == [
+        Repair(
+            "tmdb_5000_movies.csv:2 (tmdb_id 194)",
+            ("title", "original_title", "overview", "cast", "keywords"),
+        )
+    ]
+
+
+def test_catalog_csv_and_jsonl_mojibake_is_repaired_too(tmp_path: Path) -> None:
+    csv_path = write_csv(
+        tmp_path / "movies.csv",
+        CATALOG_COLUMNS,
+        [catalog_row(director="Lars von Trier", cast_top5="BjÃ¶rk|Catherine Deneuve")],
+    )
+    jsonl_path = tmp_path / "movies.jsonl"
+    jsonl_path.write_text(
+        json.dumps({"tmdb_id": 16, "title": "Dancer in the Dark", "cast": ["BjÃ¶rk"]}) + "\n",
+        encoding="utf-8",
+    )
+    repairs: list[Repair] = []
+
+    (from_csv,) = list(read_records(csv_path, repairs=repairs))
+    (from_jsonl,) = list(read_records(jsonl_path, repairs=repairs))
+
+    assert isinstance(from_csv, Movie)
+    assert isinstance(from_jsonl, Movie)
+    assert from_csv.cast[0] == from_jsonl.cast[0] == "Björk"
+    assert [r.fields for r in repairs] == [("cast",), ("cast",)]
 
 
 # -- formats ----------------------------------------------------------------------------------

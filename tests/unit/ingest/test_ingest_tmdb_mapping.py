@@ -32,6 +32,9 @@ def test_full_record() -> None:
         vote_average=8.2,
         vote_count=26000,
         popularity=12.5,
+        # Kept for the page, which shows TMDB's images (issue 15, item 11).
+        poster_path="/poster603.jpg",
+        backdrop_path="/backdrop603.jpg",
     )
 
 
@@ -47,6 +50,8 @@ def test_empty_strings_and_zeros_mean_unknown() -> None:
             vote_average=0.0,
             original_language="",
             overview=None,
+            poster_path=None,  # TMDB's "no image"
+            backdrop_path="",
         )
     )
 
@@ -59,6 +64,8 @@ def test_empty_strings_and_zeros_mean_unknown() -> None:
     assert movie.vote_count == 0
     assert movie.original_language is None
     assert movie.overview == ""
+    assert movie.poster_path is None
+    assert movie.backdrop_path is None
 
 
 def test_cast_in_billing_order_top_five_and_directors_only() -> None:

@@ -19,7 +19,46 @@ export function ratingText(movie) {
   return `★ ${rating.toFixed(1)}`;
 }
 
-/** A poster-like tile: the catalog has no images, so a gradient from the id, and initials. */
+// TMDB's image host (or a stand-in), as the gateway serves it; empty: images are off.
+const IMAGE_BASE = document.querySelector('meta[name="marquee-image-base"]')?.content || "";
+const IMAGE_PATH = /^\/[A-Za-z0-9_-]{1,100}\.(jpg|jpeg|png|webp|svg)$/; // the contract's form
+// TMDB's sizes, [1x, 2x, width, height]: cards are 16:9 (a backdrop fits), the movie page's
+// tile is 2:3 (a poster fits); either falls back to the other kind, cropped.
+const IMAGE_SIZES = {
+  card: { backdrop_path: ["w300", "w780", 300, 169], poster_path: ["w342", "w500", 342, 513] },
+  large: { poster_path: ["w342", "w780", 342, 513], backdrop_path: ["w780", "w1280", 780, 439] },
+};
+
+/**
+ * The movie's TMDB image, lazily loaded, over the gradient tile; null when there is none. A
+ * failed load (offline, missing on the host) removes it, and the gradient shows again.
+ */
+function tileImage(movie, large) {
+  if (!IMAGE_BASE) return null;
+  const sizes = IMAGE_SIZES[large ? "large" : "card"];
+  const field = Object.keys(sizes).find((f) => IMAGE_PATH.test(movie[f] || ""));
+  if (!field) return null;
+  const [one, two, width, height] = sizes[field];
+  const url = (size) => `${IMAGE_BASE}/${size}${movie[field]}`;
+  const img = h("img", {
+    class: `poster-img ${field === "poster_path" ? "poster-img-poster" : "poster-img-backdrop"}`,
+    src: url(one),
+    srcset: `${url(one)} 1x, ${url(two)} 2x`,
+    width,
+    height,
+    alt: "",
+    loading: "lazy",
+    decoding: "async",
+    referrerpolicy: "no-referrer",
+  });
+  img.addEventListener("error", () => img.remove(), { once: true });
+  return img;
+}
+
+/**
+ * A poster tile: a gradient from the id with the title's initials, under the movie's TMDB image
+ * when the catalog has one (the gradient stays when it has none, or it cannot be loaded).
+ */
 export function posterTile(movie, size = "") {
   const hue = (movie.tmdb_id * 47) % 360;
   const initials = movie.title
@@ -32,6 +71,8 @@ export function posterTile(movie, size = "") {
   const tile = h("div", { class: `poster ${size}`, "aria-hidden": "true" }, h("span", {}, initials));
   // Through the CSSOM: the page's CSP forbids inline style attributes.
   tile.style.setProperty("--hue", String(hue));
+  const image = tileImage(movie, size === "poster-large");
+  if (image) tile.append(image);
   return tile;
 }
 

@@ -25,6 +25,9 @@ function parse(hash) {
 }
 
 function route() {
+  // A navigation (back button, a link, a pasted URL) with the palette open: close it, or the
+  // new page would sit inert behind it until Escape.
+  palette.close({ restoreFocus: false });
   const r = parse(window.location.hash);
   current?.dispose();
   if (r.name === "home") current = homeView({ openPalette: () => palette.open() });

@@ -128,7 +128,8 @@ export function createPalette({ navigate }) {
     else showHints();
   }
 
-  function close() {
+  /** restoreFocus: back to what opened it; false when a navigation is about to place it. */
+  function close({ restoreFocus = true } = {}) {
     if (!isOpen()) return;
     controller?.abort();
     search.cancel();
@@ -137,7 +138,9 @@ export function createPalette({ navigate }) {
     setBackgroundInert(false);
     input.setAttribute("aria-expanded", "false");
     input.removeAttribute("aria-activedescendant");
-    (opener && document.contains(opener) ? opener : document.getElementById("search-trigger")).focus();
+    if (restoreFocus) {
+      (opener && document.contains(opener) ? opener : document.getElementById("search-trigger")).focus();
+    }
   }
 
   function showHints() {
@@ -266,7 +269,7 @@ export function createPalette({ navigate }) {
       else { search.cancel(); run(); }
     }
   });
-  closeButton.addEventListener("click", close);
+  closeButton.addEventListener("click", () => close());
   window.addEventListener("resize", () => { if (isOpen()) fit(); }); // wraps differently
   backdrop.addEventListener("mousedown", (e) => { if (e.target === backdrop) close(); });
   backdrop.addEventListener("keydown", (e) => {

@@ -3,11 +3,12 @@
 all-MiniLM-L6-v2 reads at most 256 word pieces (it was trained on 128) and the encoder cuts
 the rest: of a 2,000-character description it would see the first half. A request longer than
 ``max_tokens`` is cut into windows of whole sentences (a sentence longer than a window into
-runs of words), each at most ``max_tokens`` pieces, encoded in one batch; a movie's dense
-score is then a mix of its best window's cosine and the windows' mean (``WindowParams``, chosen
-on the tune split of tomt_dev: bench/eval_search.py --tune, docs/evaluation.md). A request that
-fits is one window, the text itself: short queries take the same path, at the same cost, as
-before windows existed.
+runs of words), each at most ``max_tokens`` pieces of the chosen model's own tokenizer (fewer
+if that model reads fewer), encoded in one batch; a movie's dense score is then a mix of its
+best window's cosine and the windows' mean (``WindowParams``, chosen on the tune split of
+tomt_dev: bench/eval_search.py --tune, docs/evaluation.md). A request that fits is one window,
+the text itself: short queries take the same path, at the same cost, as before windows
+existed.
 """
 
 from __future__ import annotations
@@ -19,18 +20,23 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from marquee_shared.model.files import TOKENIZER, max_seq_length
+
 if TYPE_CHECKING:
     from pathlib import Path
 
     from numpy.typing import NDArray
 
+SPECIAL_TOKENS = 2
+"""[CLS] and [SEP]: the encoder adds them to every window, within the model's length."""
 _SENTENCE_END = re.compile(r"(?<=[.!?;\u2026])\s+|\s*\n\s*")
 
 
 @dataclass(frozen=True, slots=True)
 class WindowParams:
     max_tokens: int = 128
-    """Word pieces per window (the model's own limit is 256; it was trained on 128)."""
+    """Word pieces per window (all-MiniLM-L6-v2 reads 256; it was trained on 128). Capped at
+    what the chosen model reads."""
     head: bool = True
     """Also encode the request whole (cut at the model's limit) as one more window."""
     max_weight: float = 0.5
@@ -46,13 +52,16 @@ DEFAULT_WINDOWS = WindowParams()
 
 
 class Windower:
-    """Cuts text into windows by the model's own tokenizer (word pieces, not characters)."""
+    """Cuts text into windows by the model's own tokenizer (word pieces, not characters).
+    ``model_path``: the model's folder, of either kind (``files.py``)."""
 
     def __init__(self, model_path: Path, params: WindowParams = DEFAULT_WINDOWS) -> None:
         from tokenizers import Tokenizer  # noqa: PLC0415 - the model's tokenizer, no truncation
 
         self.params = params
-        self._tokenizer = Tokenizer.from_file(str(model_path / "tokenizer.json"))
+        self.limit = min(params.max_tokens, max_seq_length(model_path) - SPECIAL_TOKENS)
+        """Word pieces per window: ``max_tokens``, or less if the model reads less."""
+        self._tokenizer = Tokenizer.from_file(str(model_path / TOKENIZER))
         self._tokenizer.no_truncation()
         self._tokenizer.no_padding()
 
@@ -64,7 +73,7 @@ class Windower:
         return _windows(self, text)
 
     def split(self, text: str) -> list[str]:
-        limit = self.params.max_tokens
+        limit = self.limit
         if self._count(text) <= limit:
             return [text]
         pieces: list[tuple[str, int]] = []

