@@ -9,7 +9,7 @@ PACKAGES := shared services/ingest services/embedder services/search services/ex
 # Reinstall only when a dependency declaration changed.
 STAMP := $(VENV)/.installed-$(shell cat $(addsuffix /pyproject.toml,$(PACKAGES)) requirements-dev.txt constraints.txt 2>/dev/null | sha1sum | cut -c1-12)
 
-.PHONY: install run test lint typecheck format clean-data help eval bench train-ranker
+.PHONY: install run test lint typecheck format clean-data help eval bench train-ranker train-encoder
 
 help:
 	@echo "make run [EMBEDDERS=N]   start everything locally and ingest the demo catalog"
@@ -17,6 +17,7 @@ help:
 	@echo "make lint / typecheck    ruff / mypy strict"
 	@echo "make eval                search and recommendation quality on ../shared/data (docs/evaluation.md)"
 	@echo "make train-ranker        retrain the learned ranker on the tomt_dev tune split (its card: services/search/marquee_search/models/RANKER.md)"
+	@echo "make train-encoder       fine-tune the movie-tuned encoder, measure its gates, package it (its card: shared/marquee_shared/model/bundles/movie-tuned/MODEL.md)"
 	@echo "make bench               performance benchmarks, under 15 minutes (docs/performance.md; needs wrk)"
 
 install: $(STAMP)
@@ -46,6 +47,11 @@ eval: install
 # The learned ranker, from the tune split of tomt_dev (seeded: the same file on every run).
 train-ranker: install
 	$(BIN)/python bench/train_ranker.py
+
+# The movie-tuned encoder (issue 14): fine-tune on 80 % of tomt_dev (split by answer film),
+# export int8, measure stock against tuned on the held-out 20 %, package the bundle and its card.
+train-encoder: install
+	$(BIN)/python bench/train_encoder.py --ship
 
 # Throughput, freshness, search under load, memory (issue 6); results in bench/results/.
 bench: install

@@ -73,7 +73,7 @@ def export_bundle(
         else:
             fp32 = Path(tmp) / "model.onnx"
             export_fp32(st_model_dir, fp32)
-        quantize_int8(fp32, staging / BUNDLE_ONNX)
+        quantize_int8(fp32, staging / BUNDLE_ONNX, embeddings=True)
         for tokenizer_file in TOKENIZER_FILES:
             if (st_model_dir / tokenizer_file).is_file():
                 shutil.copyfile(st_model_dir / tokenizer_file, staging / tokenizer_file)
@@ -115,7 +115,10 @@ def _check_pooling(folder: Path) -> None:
         if pooling is not None
         else {}
     )
+    # sentence-transformers < 6 writes one flag per mode; 6 and later one "pooling_mode".
     modes = {k for k, v in config.items() if k.startswith("pooling_mode_") and v is True}
+    if "pooling_mode" in config:
+        modes.add(f"pooling_mode_{config['pooling_mode']}_tokens")
     if kinds != ["Transformer", "Pooling", "Normalize"] or modes != {"pooling_mode_mean_tokens"}:
         msg = (
             f"{folder}: modules {kinds} with pooling {sorted(modes)}; a bundle serves "

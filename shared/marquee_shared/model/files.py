@@ -166,4 +166,8 @@ def max_seq_length(folder: Path) -> int:
     if is_bundle(folder):
         return read_manifest(folder).max_seq_length
     config = json.loads((folder / "sentence_bert_config.json").read_text(encoding="utf-8"))
-    return int(config["max_seq_length"])
+    if "max_seq_length" in config:
+        return int(config["max_seq_length"])
+    # sentence-transformers 6 saves the length with the tokenizer instead.
+    tokenizer = json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8"))
+    return int(tokenizer["model_max_length"])
