@@ -9,11 +9,12 @@ PACKAGES := shared services/ingest services/embedder services/search services/ex
 # Reinstall only when a dependency declaration changed.
 STAMP := $(VENV)/.installed-$(shell cat $(addsuffix /pyproject.toml,$(PACKAGES)) requirements-dev.txt constraints.txt 2>/dev/null | sha1sum | cut -c1-12)
 
-.PHONY: install run test lint typecheck format clean-data help eval bench train-ranker train-encoder
+.PHONY: install run test unit lint typecheck format clean-data help eval bench train-ranker train-encoder
 
 help:
 	@echo "make run [EMBEDDERS=N]   start everything locally and ingest the demo catalog"
 	@echo "make test                install what is missing and run the whole test suite"
+	@echo "make unit                the unit tests alone (no servers, seconds)"
 	@echo "make lint / typecheck    ruff / mypy strict"
 	@echo "make eval                search and recommendation quality on ../shared/data (docs/evaluation.md)"
 	@echo "make train-ranker        retrain the learned ranker on the tomt_dev tune split (its card: services/search/marquee_search/models/RANKER.md)"
@@ -37,6 +38,9 @@ run: install
 
 test: install
 	$(BIN)/python -m pytest $(ARGS)
+
+unit: install
+	$(BIN)/python -m pytest tests/unit $(ARGS)
 
 # Embeds the 15.8k-movie catalog once (cached under .data/eval/), then measures.
 eval: install

@@ -38,7 +38,7 @@ import eval_search as ev
 import ranking
 import train_encoder
 
-SEMANTIC, _, _, HYBRID, RANKED = ranking.STAGES
+SEMANTIC, _, _, HYBRID, _, RANKED = ranking.STAGES
 GATES = {"semantic recall@10": 0.35, "hybrid recall@10": 0.40}
 RECS_TOLERANCE = 0.005
 
@@ -46,11 +46,17 @@ RECS_TOLERANCE = 0.005
 async def measure(catalog: dict[int, Any], sets: dict[str, list[ev.Query]]) -> dict[str, Any]:
     """Every set through every stage, and the recommendations, for the model evaluated; kept
     in its cache dir (keyed by the requests and the ranker), so stock is measured once."""
+    from marquee_search.kinds import DEFAULT_KINDS
     from marquee_search.ranker import DEFAULT_MODEL, LearnedRanker
 
     ranker = LearnedRanker(DEFAULT_MODEL) if DEFAULT_MODEL.exists() else None
     key = json.dumps(
-        [ranker.version if ranker else None, {n: [q.qid for q in qs] for n, qs in sets.items()}]
+        [
+            ranker.version if ranker else None,
+            repr(DEFAULT_KINDS),
+            ranking.STAGES,
+            {n: [q.qid for q in qs] for n, qs in sets.items()},
+        ]
     )
     cached = ev.data_dir() / f"encoder-eval-{hashlib.sha256(key.encode()).hexdigest()[:12]}.json"
     if cached.exists():

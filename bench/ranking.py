@@ -35,12 +35,15 @@ def load_wellknown(path: Path = WELLKNOWN) -> list[ev.Query]:
     return [ev.Query(str(r["id"]), r["query"], int(r["tmdb_id"])) for r in rows]
 
 
-def lookup_queries(catalog: dict[int, Any]) -> dict[str, list[ev.Query]]:
+def lookup_queries(
+    catalog: dict[int, Any], seed: int = LOOKUP_SEED, exclude: frozenset[int] = frozenset()
+) -> dict[str, list[ev.Query]]:
     """Short lookups made from the catalog, seeded: a known film's title as typed (lower
     case), the same with one typo, and its director's name with a word of its plot genre
     ("<director> horror"), each answered by that film. Only films with 500+ votes, and only
-    titles unique in the catalog, so the answer is well defined."""
-    rng = random.Random(LOOKUP_SEED)
+    titles unique in the catalog, so the answer is well defined. The default seed is the
+    reported set; ``tune_lookups`` draws a disjoint one to tune on."""
+    rng = random.Random(seed)
     titles: dict[str, int] = {}
     for m in catalog.values():
         key = m.title.casefold()
@@ -49,7 +52,9 @@ def lookup_queries(catalog: dict[int, Any]) -> dict[str, list[ev.Query]]:
         (
             m
             for m in catalog.values()
-            if (m.vote_count or 0) >= 500 and titles[m.title.casefold()] > 0
+            if (m.vote_count or 0) >= 500
+            and titles[m.title.casefold()] > 0
+            and m.tmdb_id not in exclude
         ),
         key=lambda m: m.tmdb_id,
     )
@@ -76,6 +81,13 @@ def lookup_queries(catalog: dict[int, Any]) -> dict[str, list[ev.Query]]:
         if m.directors and m.genres and len(by_director[(m.directors[0], m.genres[0])]) == 1
     ]
     return {"titles": exact, "titles with a typo": typos, "director + genre": names}
+
+
+def tune_lookups(catalog: dict[int, Any]) -> dict[str, list[ev.Query]]:
+    """Lookups of the same three kinds for tuning, on films the reported set does not use."""
+    reported = lookup_queries(catalog)
+    used = frozenset(q.answer for qs in reported.values() for q in qs)
+    return lookup_queries(catalog, seed=LOOKUP_SEED + 1000, exclude=used)
 
 
 @dataclass
@@ -219,7 +231,8 @@ STAGES = (
     "keyword (BM25F + typo tolerance)",
     "hybrid, fusion (before issue 13)",
     "hybrid + long-request windows",
-    "hybrid + windows + learned ranker (the default)",
+    "hybrid + windows + lookups told from descriptions",
+    "hybrid + windows + kinds + learned ranker (the default)",
 )
 LLM_STAGE = "hybrid + ranker + Claude re-ranking (with a key)"
 
@@ -227,10 +240,16 @@ LLM_STAGE = "hybrid + ranker + Claude re-ranking (with a key)"
 async def stage_rankings(engine: Any, queries: Sequence[ev.Query]) -> dict[str, list[list[int]]]:
     """Each stage's top 100 for every request: what adding each step did. The last stage is
     the engine's own hybrid answer (``hybrid_ranking``), ranker and all."""
+    import dataclasses
+
     from marquee_search.hybrid import fuse
     from marquee_shared.api import MovieFilters
 
     none = MovieFilters()
+    with_kinds = engine.tuning
+    one_fusion = dataclasses.replace(
+        with_kinds, kinds=dataclasses.replace(with_kinds.kinds, enabled=False)
+    )
     mirror = engine.mirror
     keep = mirror.mask(none)
     llm = getattr(engine, "_llm", None)
@@ -240,13 +259,17 @@ async def stage_rankings(engine: Any, queries: Sequence[ev.Query]) -> dict[str, 
         vector = await engine.embed_query(q.text)
         dense = [(n.tmdb_id, n.similarity) for n in await engine.nearest(vector, ev.DEPTH, none)]
         keyword = mirror.keyword_top(q.text, ev.DEPTH, keep, engine.tuning.bm25)
+        engine.tuning = one_fusion  # every request fused one way: the step before kinds
         found = await engine.candidates(q.text, none, ev.DEPTH)
+        engine.tuning = with_kinds
+        kinds = await engine.candidates(q.text, none, ev.DEPTH)
         ranked = await engine.hybrid_ranking(q.text, ev.DEPTH, none)
         out[STAGES[0]].append([t for t, _ in dense])
         out[STAGES[1]].append([t for t, _ in keyword])
         out[STAGES[2]].append([t for t, _ in fuse(dense, keyword, engine.tuning.fusion)])
         out[STAGES[3]].append([t for t, _ in found.fused][: ev.DEPTH])
-        out[STAGES[4]].append([t for t, _ in ranked.items])
+        out[STAGES[4]].append([t for t, _ in kinds.fused][: ev.DEPTH])
+        out[STAGES[5]].append([t for t, _ in ranked.items])
         if llm is not None:
             found_llm = await engine.search(q.text, ev.DEPTH, none, "hybrid")
             out[LLM_STAGE].append([h.tmdb_id for h in found_llm.hits])

@@ -19,13 +19,15 @@ WORKDIR /app
 # packages below ask for torch>=2.2, which this satisfies, so pip leaves it alone.
 RUN pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
 
-# Dependencies before code: this layer is rebuilt only when a pyproject.toml changes.
+# Dependencies before code: this layer is rebuilt only when a pyproject.toml (or the pins)
+# changes. constraints.txt pins every package to the version the tests ran with.
+COPY constraints.txt ./
 COPY deploy/pyproject_deps.py deploy/
 COPY shared/pyproject.toml shared/
 COPY services/embedder/pyproject.toml services/embedder/
 RUN python deploy/pyproject_deps.py shared/pyproject.toml services/embedder/pyproject.toml \
         > /tmp/requirements.txt \
-    && pip install -r /tmp/requirements.txt
+    && pip install -c constraints.txt -r /tmp/requirements.txt
 
 COPY shared/ shared/
 COPY services/embedder/ services/embedder/
@@ -47,4 +49,4 @@ EXPOSE 8083
 HEALTHCHECK --interval=10s --timeout=5s --start-period=120s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8083/health', timeout=4)"]
 # No fixed consumer name: each replica names itself (hostname + pid), so `--scale` just works.
-CMD ["uvicorn", "marquee_embedder.app:create_app", "--factory", "--host", "0.0.0.0", "--port", "8083"]
+CMD ["uvicorn", "marquee_embedder.app:create_app", "--factory", "--host", "0.0.0.0", "--port", "8083", "--no-proxy-headers"]

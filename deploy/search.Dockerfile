@@ -26,12 +26,14 @@ RUN pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
 
 # Dependencies before code. Search embeds queries with the shared model package
 # (marquee-shared[model]), the same code the embedder embeds documents with.
+# constraints.txt pins every package to the version the tests ran with.
+COPY constraints.txt ./
 COPY deploy/pyproject_deps.py deploy/
 COPY shared/pyproject.toml shared/
 COPY services/search/pyproject.toml services/search/
 RUN python deploy/pyproject_deps.py shared/pyproject.toml services/search/pyproject.toml \
         > /tmp/requirements.txt \
-    && pip install -r /tmp/requirements.txt
+    && pip install -c constraints.txt -r /tmp/requirements.txt
 
 COPY shared/ shared/
 COPY services/search/ services/search/
@@ -51,4 +53,4 @@ USER 10001:10001
 EXPOSE 8081
 HEALTHCHECK --interval=10s --timeout=5s --start-period=120s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8081/health', timeout=4)"]
-CMD ["uvicorn", "marquee_search.app:create_app", "--factory", "--host", "0.0.0.0", "--port", "8081"]
+CMD ["uvicorn", "marquee_search.app:create_app", "--factory", "--host", "0.0.0.0", "--port", "8081", "--no-proxy-headers"]

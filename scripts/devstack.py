@@ -284,6 +284,9 @@ def service_proc(name: str, module: str, port: int, env: Mapping[str, str], log_
         "--port",
         str(port),
         "--no-access-log",  # each service logs one structured line per request itself
+        # Uvicorn would believe X-Forwarded-For from 127.0.0.1, i.e. from every local client:
+        # only the gateway reads it, and only from MARQUEE_GATEWAY_TRUSTED_PROXIES.
+        "--no-proxy-headers",
         "--timeout-graceful-shutdown",
         "25",
     ]

@@ -1,15 +1,19 @@
-"""Session fixtures: real redis-server and `chroma run` processes on free ports, and the model
-loaded once. A server that cannot start fails the tests that need it with its log, never skips.
+"""Session fixtures: a real Redis and a real Chroma server, and the model loaded once. A server
+that cannot start fails the tests that need it with its log, never skips.
 
-testcontainers would be used when a Docker engine answers; this machine (and CI) has none, so
-the servers run as local processes, the same way `make run` starts them (scripts/devstack.py).
+The servers are Docker containers (testcontainers, pinned images) when a Docker engine answers,
+else local redis-server and `chroma run` processes on free ports, started the way `make run`
+starts them (scripts/devstack.py). MARQUEE_TEST_SERVERS=auto|docker|local chooses
+(tests/support/servers.py); tests only ever see the URLs.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -19,6 +23,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 import devstack  # noqa: E402
 from tests.fakes.anthropic import FakeAnthropic  # noqa: E402
+from tests.support import servers  # noqa: E402
 
 SHARED_DATA = ROOT.parent / "shared" / "data"
 CATALOG_CSV = SHARED_DATA / "catalog" / "movies.csv"
@@ -35,8 +40,32 @@ def _start(proc: devstack.Proc, probe: object, what: str, timeout: float) -> dev
 
 
 @pytest.fixture(scope="session")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A fresh redis-server for this test session (no persistence: tests start clean)."""
+def test_servers() -> servers.Source:
+    """Where the session's servers run: "docker" or "local" (MARQUEE_TEST_SERVERS)."""
+    try:
+        return servers.choose(os.environ.get(servers.ENV), servers.docker_engine_problem)
+    except servers.ServerChoiceError as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
+@contextlib.contextmanager
+def _container(start: Callable[[], contextlib.AbstractContextManager[str]]) -> Iterator[str]:
+    try:
+        with start() as url:
+            yield url
+    except devstack.StackError as exc:
+        pytest.fail(f"could not start a server container for the tests: {exc}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def redis_url(
+    test_servers: servers.Source, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """A fresh Redis for this test session (no persistence: tests start clean)."""
+    if test_servers == "docker":
+        with _container(servers.redis_container) as url:
+            yield url
+        return
     port = devstack.free_port()
     base = tmp_path_factory.mktemp("redis")
     try:
@@ -50,8 +79,14 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def chroma_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A `chroma run` HTTP server for this test session."""
+def chroma_url(
+    test_servers: servers.Source, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """A Chroma HTTP server for this test session."""
+    if test_servers == "docker":
+        with _container(servers.chroma_container) as url:
+            yield url
+        return
     port = devstack.free_port()
     base = tmp_path_factory.mktemp("chroma")
     proc = devstack.chroma_proc(port, base / "data", base)

@@ -219,6 +219,11 @@ class SearchResponse(BaseModel):
         "the learned ranker), with +claude:<model> when Claude re-ordered its top.",
         examples=["lambdarank-3f2a9c1b7d"],
     )
+    query_kind: Literal["lookup", "description"] = Field(
+        default="description",
+        description="How a hybrid request was read: a lookup (a title as typed, a person's "
+        "name) lets the keyword side lead the fusion; a description leans on meaning.",
+    )
     filters: MovieFilters
     results: list[MovieHit]
 

@@ -18,13 +18,15 @@ from typing import TYPE_CHECKING, Any
 import chromadb
 import structlog
 from chromadb.config import Settings as ChromaClientSettings
+from chromadb.errors import ChromaAuthError
 
+from marquee_shared.backoff import Backoff
 from marquee_shared.model.identity import ModelId
 
 if TYPE_CHECKING:
     from chromadb.api import AsyncClientAPI
     from chromadb.api.models.AsyncCollection import AsyncCollection
-    from pydantic import AnyHttpUrl
+    from pydantic import AnyHttpUrl, SecretStr
 
 
 log = structlog.get_logger(__name__)
@@ -49,20 +51,79 @@ class ModelMismatchError(RuntimeError):
         )
 
 
-async def open_collection(
-    chroma_url: AnyHttpUrl, name: str, *, wait_s: float = 30.0, model: ModelId | None = None
-) -> tuple[AsyncClientAPI, AsyncCollection]:
-    """Connect (retrying while the server starts) and get or create the movie collection.
-    With ``model``, a collection created here is stamped with it (an existing one is left as
-    it is: check it with ``check_collection_model``)."""
+TOKEN_HEADER = "X-Chroma-Token"  # noqa: S105 - a header name, not a secret
+"""Chroma's token header (its clients' ``chroma_auth_token_transport_header`` default). The
+Chroma 1.x server (`chroma run`, the chromadb/chroma image) has no authentication of its own,
+so the proxy in front of it checks this header (deploy/k8s/chroma-auth.conf.template)."""
+
+
+class ChromaAuthRefusedError(PermissionError):
+    """The proxy in front of Chroma answered 401. Not retried: the same token would be refused
+    again, and "cannot reach Chroma" after 30 s would hide why."""
+
+    def __init__(self, chroma_url: AnyHttpUrl, token: SecretStr | None) -> None:
+        setting = "is not the token it expects" if token is not None else "is not set"
+        super().__init__(
+            f"Chroma at {chroma_url} refused the request: MARQUEE_CHROMA_TOKEN {setting} "
+            "(the proxy in front of Chroma demands it; docs/operations.md, security)"
+        )
+
+
+def auth_headers(token: SecretStr | None) -> dict[str, str] | None:
+    """The headers a Chroma client sends with every request: the token, when one is set.
+
+    One token per process: Chroma's async clients share one HTTP transport per event loop,
+    with the headers of the first client made in it (chroma-core/chroma#6869)."""
+    return {TOKEN_HEADER: token.get_secret_value()} if token is not None else None
+
+
+async def connect(
+    chroma_url: AnyHttpUrl, *, wait_s: float = 30.0, token: SecretStr | None = None
+) -> AsyncClientAPI:
+    """A client once the server answers (retrying while it starts), no collection touched:
+    for the migration commands, which must not re-create a collection a migration dropped."""
     deadline = asyncio.get_running_loop().time() + wait_s
-    delay = 0.2
+    backoff = Backoff(first=0.2, cap=2.0)
     while True:
         try:
             client = await chromadb.AsyncHttpClient(
                 host=chroma_url.host or "127.0.0.1",
                 port=chroma_url.port or 8000,
                 ssl=chroma_url.scheme == "https",
+                headers=auth_headers(token),
+                settings=ChromaClientSettings(anonymized_telemetry=False),
+            )
+            await client.heartbeat()
+        except Exception as exc:
+            if asyncio.get_running_loop().time() > deadline:
+                msg = f"cannot reach Chroma at {chroma_url} after {wait_s:g}s: {exc}"
+                raise ConnectionError(msg) from exc
+            await asyncio.sleep(backoff.next())
+        else:
+            return client
+
+
+async def open_collection(
+    chroma_url: AnyHttpUrl,
+    name: str,
+    *,
+    wait_s: float = 30.0,
+    model: ModelId | None = None,
+    token: SecretStr | None = None,
+) -> tuple[AsyncClientAPI, AsyncCollection]:
+    """Connect (retrying while the server starts) and get or create the movie collection.
+    With ``model``, a collection created here is stamped with it (an existing one is left as
+    it is: check it with ``check_collection_model``). With ``token`` (MARQUEE_CHROMA_TOKEN),
+    every request carries it."""
+    deadline = asyncio.get_running_loop().time() + wait_s
+    backoff = Backoff(first=0.2, cap=2.0)
+    while True:
+        try:
+            client = await chromadb.AsyncHttpClient(
+                host=chroma_url.host or "127.0.0.1",
+                port=chroma_url.port or 8000,
+                ssl=chroma_url.scheme == "https",
+                headers=auth_headers(token),
                 # Telemetry would try to reach the internet from every process.
                 settings=ChromaClientSettings(anonymized_telemetry=False),
             )
@@ -77,13 +138,15 @@ async def open_collection(
                 metadata={MODEL_KEY: str(model)} if model is not None else None,
                 embedding_function=None,
             )
+        except ChromaAuthError as exc:
+            raise ChromaAuthRefusedError(chroma_url, token) from exc
         except Exception as exc:
             if asyncio.get_running_loop().time() > deadline:
                 msg = f"cannot reach Chroma at {chroma_url} after {wait_s:g}s: {exc}"
                 raise ConnectionError(msg) from exc
+            delay = backoff.next()
             log.warning("chroma_unavailable", url=str(chroma_url), error=str(exc), retry_in=delay)
             await asyncio.sleep(delay)
-            delay = min(delay * 2, 2.0)
         else:
             return client, collection
 

@@ -15,6 +15,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+PROBE_PATHS = frozenset({"/health", "/ready", "/metrics"})
+"""The paths ``health_routes`` serves. Orchestrators and scrapers poll them: they stay open
+without the internal token, out of the access log, and exempt from rate and admission limits."""
+
 Check = Callable[[], Awaitable[object]]
 """A readiness check: returns when the dependency answers, raises otherwise."""
 

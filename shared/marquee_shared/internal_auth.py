@@ -23,13 +23,13 @@ from typing import TYPE_CHECKING
 import structlog
 
 from marquee_shared.asgi import send_json_error
+from marquee_shared.health import PROBE_PATHS
 
 if TYPE_CHECKING:
     from pydantic import SecretStr
     from starlette.types import ASGIApp, Receive, Scope, Send
 
 INTERNAL_TOKEN_HEADER = "x-internal-token"  # noqa: S105 - a header name, not a secret
-OPEN_PATHS = frozenset({"/health", "/ready", "/metrics"})
 
 log = structlog.get_logger(__name__)
 
@@ -51,7 +51,7 @@ class InternalTokenMiddleware:
         )
         # compare_digest: the time taken does not depend on how much of the token matched.
         if hmac.compare_digest(supplied, self._token) or (
-            not supplied and scope["path"] in OPEN_PATHS
+            not supplied and scope["path"] in PROBE_PATHS
         ):
             await self.app(scope, receive, send)
             return

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING
 import structlog
 from prometheus_client import Histogram
 
+from marquee_shared.health import PROBE_PATHS
+
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -23,8 +25,6 @@ REQUEST_SECONDS = Histogram(
 )
 
 log = structlog.get_logger("marquee.http")
-
-_QUIET_PATHS = frozenset({"/health", "/ready", "/metrics"})
 
 
 class RequestContextMiddleware:
@@ -66,7 +66,7 @@ class RequestContextMiddleware:
             route = scope.get("route")
             route_path = getattr(route, "path", None) or "unmatched"
             REQUEST_SECONDS.labels(self.service, route_path, str(status)).observe(elapsed)
-            if scope["path"] not in _QUIET_PATHS:
+            if scope["path"] not in PROBE_PATHS:
                 log.info(
                     "http_request",
                     method=scope["method"],

@@ -22,12 +22,20 @@ class CommonSettings(BaseSettings):
     redis_url: RedisDsn = Field(
         default=RedisDsn("redis://127.0.0.1:6379/0"),
         validation_alias=AliasChoices("MARQUEE_REDIS_URL", "REDIS_URL"),
-        description="Redis holding the catalog stream.",
+        description="Redis holding the catalog stream. A Redis with a password (requirepass) "
+        "or an ACL user takes it in the URL: redis://:PASSWORD@host:6379/0 or "
+        "redis://USER:PASSWORD@host:6379/0.",
     )
     chroma_url: AnyHttpUrl = Field(
         default=AnyHttpUrl("http://127.0.0.1:8000"),
         validation_alias=AliasChoices("MARQUEE_CHROMA_URL", "CHROMA_URL"),
         description="Chroma HTTP server.",
+    )
+    chroma_token: SecretStr | None = Field(
+        default=None,
+        validation_alias="MARQUEE_CHROMA_TOKEN",
+        description="Sent to Chroma in X-Chroma-Token on every request when set: the token "
+        "the authenticating proxy in front of Chroma demands (compose and k8s).",
     )
     chroma_collection: str = Field(
         default="movies_minilm_l6_v1",
@@ -58,7 +66,7 @@ class CommonSettings(BaseSettings):
         description="auto: console on a TTY, JSON otherwise.",
     )
 
-    @field_validator("internal_token", mode="after")
+    @field_validator("internal_token", "chroma_token", mode="after")
     @classmethod
     def _blank_token_is_unset(cls, value: SecretStr | None) -> SecretStr | None:
         # `MARQUEE_INTERNAL_TOKEN=` (compose passthrough, .env template) means "not configured".

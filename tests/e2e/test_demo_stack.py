@@ -2,25 +2,14 @@
 
 from __future__ import annotations
 
-import json
-from importlib import resources
-
 import httpx
 import pytest
 
 import devstack
 from tests.e2e.conftest import embedder_metric, start_or_fail, wait_applied
+from tests.support.ingest import DEMO_IDS
 
 pytestmark = pytest.mark.e2e
-
-DEMO_IDS = {
-    json.loads(line)["tmdb_id"]
-    for line in resources.files("marquee_ingest")
-    .joinpath("data/demo_catalog.jsonl")
-    .read_text()
-    .splitlines()
-    if line.strip()
-}
 
 PLOTS = [
     (

@@ -61,7 +61,7 @@ def test_a_changed_overview_reaches_search_after_a_sync_through_the_gateway(tmp_
                 "TMDB_API_KEY": tmdb.api_key,
                 "TMDB_READ_TOKEN": tmdb.read_token,
                 "MARQUEE_INGEST_TMDB_BASE_URL": tmdb.url,
-                "MARQUEE_INGEST_SYNC_INTERVAL_SECONDS": "3600",
+                "MARQUEE_INGEST_SYNC_INTERVAL_S": "3600",
                 "MARQUEE_INGEST_SYNC_INITIAL_PAGES": "1",
             },
             say=lambda _: None,

@@ -26,8 +26,8 @@ import devstack
 from marquee_shared.api import MAX_QUERY_CHARS
 from marquee_shared.events import CATALOG_STREAM, Movie, MovieFetched, encode_event
 from tests.e2e.conftest import wait_applied
-from tests.e2e.test_demo_stack import DEMO_IDS
 from tests.fakes.tmdb_images import FakeTmdbImages
+from tests.support.ingest import DEMO_IDS
 
 pytestmark = pytest.mark.e2e
 

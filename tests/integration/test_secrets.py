@@ -115,8 +115,8 @@ async def services(redis_url: str, chroma_url: str, encoder: Any) -> AsyncIterat
                 tmdb_api_key=TMDB_API_KEY,
                 tmdb_base_url=tmdb.url,
                 tmdb_max_retries=1,
-                sync_interval_seconds=0,
-                sync_lock_ttl_seconds=5,
+                sync_interval_s=0,
+                sync_lock_ttl_s=5,
             )
         )
         async with serve(explainer) as explainer_url, serve(ingest) as ingest_url:

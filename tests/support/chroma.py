@@ -34,3 +34,8 @@ def stamp_of(chroma_url: str, name: str) -> str | None:
     """The model id stamped on the collection, as Chroma has it now."""
     collection = chroma_client(chroma_url).get_collection(name, embedding_function=None)
     return (collection.metadata or {}).get(MODEL_KEY)
+
+
+def chroma_collection(chroma_url: str, name: str) -> Any:
+    """The collection as Chroma has it now (plain client: reads without the services)."""
+    return chroma_client(chroma_url).get_collection(name)

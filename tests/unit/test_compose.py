@@ -34,13 +34,26 @@ DEPLOY = ROOT / "deploy"
 EVENTS_DOC = ROOT / "docs" / "events.md"
 SCHEMA_FILE = ROOT / "docs" / "catalog-event.schema.json"
 
-LONG_RUNNING = {"redis", "chroma", "embedder", "search", "explainer", "gateway", "ingest"}
+LONG_RUNNING = {
+    "redis",
+    "chroma-server",
+    "chroma",  # the token-checking proxy in front of chroma-server, what the services call
+    "embedder",
+    "search",
+    "explainer",
+    "gateway",
+    "ingest",
+}
+SECRETS = ("MARQUEE_API_KEYS", "MARQUEE_REDIS_PASSWORD", "MARQUEE_CHROMA_TOKEN")
+"""Required from the shell or .env, with no default."""
+CHROMA_AUTH_TEMPLATE = DEPLOY / "k8s" / "chroma-auth.conf.template"
 HTTP_PORTS = {"gateway": 8080, "search": 8081, "explainer": 8082, "embedder": 8083, "ingest": 8084}
 BUILT = set(HTTP_PORTS)  # the services with a deploy/<name>.Dockerfile
 TORCH_SERVICES = {"embedder", "search"}
 # Which service must wait for which to be healthy (more edges are allowed, not fewer).
 REQUIRED_DEPENDENCIES = {
     "gateway": {"search"},
+    "chroma": {"chroma-server"},
     "search": {"redis", "chroma"},
     "embedder": {"redis", "chroma"},
     "ingest": {"redis"},
@@ -136,11 +149,12 @@ def test_compose_cli_accepts_the_file(tmp_path: Path) -> None:
             "neither `docker compose` nor `docker-compose` is installed: "
             "`sudo apt-get install -y docker-compose` (validation needs no Docker engine)"
         )
-    result = _run_compose(cli, {**_clean_env(), "MARQUEE_API_KEYS": "dummy"}, tmp_path)
+    result = _run_compose(cli, {**_clean_env(), **dict.fromkeys(SECRETS, "dummy")}, tmp_path)
     assert result.returncode == 0, result.stderr
 
 
-def test_compose_cli_requires_the_api_keys(tmp_path: Path) -> None:
+@pytest.mark.parametrize("missing", SECRETS)
+def test_compose_cli_requires_each_secret(tmp_path: Path, missing: str) -> None:
     cli = _compose_cli()
     if cli is None:
         # .ci/run installs Debian's docker-compose; a missing CLI must fail, not pass silently.
@@ -148,9 +162,10 @@ def test_compose_cli_requires_the_api_keys(tmp_path: Path) -> None:
             "neither `docker compose` nor `docker-compose` is installed: "
             "`sudo apt-get install -y docker-compose` (validation needs no Docker engine)"
         )
-    result = _run_compose(cli, _clean_env(), tmp_path)
+    given = {name: "dummy" for name in SECRETS if name != missing}
+    result = _run_compose(cli, {**_clean_env(), **given}, tmp_path)
     assert result.returncode != 0
-    assert "MARQUEE_API_KEYS" in result.stderr
+    assert missing in result.stderr
 
 
 # --- compose structure -----------------------------------------------------------------------
@@ -226,7 +241,7 @@ def test_data_services_stay_on_the_internal_network() -> None:
     networks = _compose()["networks"]
     internal = {name for name, spec in networks.items() if (spec or {}).get("internal")}
     assert internal, "no internal network"
-    for name in ("redis", "chroma", "embedder", "search"):
+    for name in ("redis", "chroma-server", "chroma", "embedder", "search"):
         assert set(_services()[name]["networks"]) <= internal, name
 
 
@@ -244,7 +259,7 @@ def test_redis_keeps_the_stream_across_restarts() -> None:
 
 
 def test_chroma_persists_to_a_named_volume() -> None:
-    chroma = _services()["chroma"]
+    chroma = _services()["chroma-server"]
     assert chroma["image"] == "chromadb/chroma:1.5.9"
     assert any(str(v).split(":")[0] in _compose()["volumes"] for v in chroma["volumes"])
 
@@ -252,6 +267,48 @@ def test_chroma_persists_to_a_named_volume() -> None:
 def test_gateway_api_keys_are_a_required_secret() -> None:
     env = _services()["gateway"]["environment"]
     assert str(env["MARQUEE_GATEWAY_API_KEYS"]).startswith("${MARQUEE_API_KEYS:?")
+
+
+# --- who may talk to Redis and Chroma (issue 15, item 10) ------------------------------------
+
+
+def test_redis_demands_the_password_and_every_client_sends_it() -> None:
+    redis = _services()["redis"]
+    assert redis["environment"]["REDISCLI_AUTH"].startswith("${MARQUEE_REDIS_PASSWORD:?")
+    command = " ".join(redis["command"])
+    assert '--requirepass "$$REDISCLI_AUTH"' in command  # $$: compose's escape for $
+    clients = {
+        n: s for n, s in _services().items() if "MARQUEE_REDIS_URL" in s.get("environment", {})
+    }
+    assert set(clients) == {"embedder", "search", "explainer", "gateway", "ingest"}
+    for name, spec in clients.items():
+        url = spec["environment"]["MARQUEE_REDIS_URL"]
+        assert url.startswith("redis://:${MARQUEE_REDIS_PASSWORD:?"), name
+        assert url.endswith("}@redis:6379/0"), name
+
+
+def test_chroma_is_reached_only_through_the_token_proxy() -> None:
+    services = _services()
+    server_networks = set(services["chroma-server"]["networks"])
+    on_them = {n for n, s in services.items() if server_networks & set(s.get("networks", []))}
+    assert on_them == {"chroma-server", "chroma"}  # nothing else can reach the server
+    assert "ports" not in services["chroma-server"]
+    proxy = services["chroma"]
+    assert proxy["environment"]["MARQUEE_CHROMA_TOKEN"].startswith("${MARQUEE_CHROMA_TOKEN:?")
+    assert proxy["environment"]["CHROMA_UPSTREAM"] == "chroma-server:8000"
+    (mount,) = proxy["volumes"]
+    source, target, mode = mount.split(":")
+    assert (ROOT / source).resolve() == CHROMA_AUTH_TEMPLATE
+    assert target == "/etc/nginx/templates/default.conf.template"  # the image renders these
+    assert mode == "ro"
+    # Every variable the template uses is one the proxy's environment sets.
+    template = CHROMA_AUTH_TEMPLATE.read_text(encoding="utf-8")
+    assert set(re.findall(r"\$\{(\w+)\}", template)) == set(proxy["environment"])
+    for name, spec in services.items():
+        env = spec.get("environment", {})
+        if "MARQUEE_CHROMA_URL" in env:
+            assert env["MARQUEE_CHROMA_URL"] == "http://chroma:8000", name
+            assert env["MARQUEE_CHROMA_TOKEN"].startswith("${MARQUEE_CHROMA_TOKEN:?"), name
 
 
 class _Heartbeat(BaseHTTPRequestHandler):
@@ -278,7 +335,7 @@ def heartbeat_port() -> Iterator[int]:
 
 @pytest.mark.skipif(shutil.which("bash") is None, reason="the probe is a bash script")
 def test_chroma_probe_passes_on_200_and_fails_otherwise(heartbeat_port: int) -> None:
-    test = _services()["chroma"]["healthcheck"]["test"]
+    test = _services()["chroma-server"]["healthcheck"]["test"]
     assert test[:3] == ["CMD", "bash", "-c"]
     # `$$` is compose's escape for a literal `$`, which is what bash receives.
     script = test[3].replace("$$", "$")
@@ -324,6 +381,9 @@ def test_dockerfile_basics(service: str) -> None:
         assert f"http://127.0.0.1:{port}/health" in healthcheck
         assert f'"--port", "{port}"' in lines[-1]
         assert f'"marquee_{service}.app:create_app", "--factory"' in lines[-1]
+        # X-Forwarded-For is the gateway's to judge (MARQUEE_GATEWAY_TRUSTED_PROXIES), never
+        # uvicorn's, which believes it from 127.0.0.1 by default.
+        assert '"--no-proxy-headers"' in lines[-1]
     else:
         assert "HEALTHCHECK NONE" in lines
 
@@ -332,7 +392,7 @@ def test_dockerfile_basics(service: str) -> None:
 def test_dependencies_are_installed_before_the_code_is_copied(service: str) -> None:
     lines = _instructions(_dockerfile(service))
     copy_manifest = _first_index(lines, r"^COPY shared/pyproject\.toml ")
-    install_deps = _first_index(lines, r"^RUN python deploy/pyproject_deps\.py .*pip install -r")
+    install_deps = _first_index(lines, r"^RUN python deploy/pyproject_deps\.py .*pip install -c")
     copy_code = _first_index(lines, r"^COPY shared/ ")
     install_code = _first_index(lines, r"^RUN pip install --no-deps ")
     assert copy_manifest < install_deps < copy_code < install_code
@@ -346,7 +406,22 @@ def test_torch_is_the_cpu_build_installed_first(service: str) -> None:
         lines,
         r"^RUN pip install torch==2\.13\.0 --index-url https://download\.pytorch\.org/whl/cpu$",
     )
-    assert torch < _first_index(lines, r"pip install -r")
+    assert torch < _first_index(lines, r"pip install -c constraints.txt -r")
+
+
+@pytest.mark.parametrize("service", sorted(BUILT))
+def test_dependencies_are_installed_with_the_tested_pins(service: str) -> None:
+    lines = _instructions(_dockerfile(service))
+    copy_pins = _first_index(lines, r"^COPY constraints\.txt \./$")
+    install_deps = _first_index(lines, r"^RUN python deploy/pyproject_deps\.py .*pip install")
+    assert copy_pins < install_deps
+    assert "pip install -c constraints.txt -r /tmp/requirements.txt" in lines[install_deps]
+    # The CPU torch installed before it must be the pinned one, or pip would replace it.
+    pinned = re.search(r"^torch==(\S+)$", (ROOT / "constraints.txt").read_text(), re.MULTILINE)
+    assert pinned is not None
+    for line in lines:
+        for version in re.findall(r"\btorch==(\S+)", line):
+            assert version == pinned.group(1), line
 
 
 def _copied_pyprojects(service: str) -> list[Path]:

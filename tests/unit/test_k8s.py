@@ -128,6 +128,20 @@ def secret_env_names(settings: type[BaseSettings]) -> set[str]:
     }
 
 
+def references(env: dict[str, dict[str, Any]]) -> set[str]:
+    """Variables used only to build others: Kubernetes expands ``$(NAME)`` in a value."""
+    return {
+        name
+        for entry in env.values()
+        for name in re.findall(r"\$\((\w+)\)", entry.get("value", ""))
+    }
+
+
+def expanded(value: str) -> str:
+    """A value with its ``$(NAME)`` references filled in with a placeholder hex secret."""
+    return re.sub(r"\$\(\w+\)", "0123abcd", value)
+
+
 def container_env(container: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Variable name -> its spec, from env and from envFrom ConfigMaps."""
     env: dict[str, dict[str, Any]] = {}
@@ -165,7 +179,8 @@ def test_kubectl_renders_the_kustomization():
     )
     assert result.returncode == 0, result.stderr
     rendered = [d for d in yaml.safe_load_all(result.stdout) if d]
-    assert len(rendered) == len(documents())
+    generated = kustomization().get("configMapGenerator", [])
+    assert len(rendered) == len(documents()) + len(generated)
     assert all(
         d["metadata"].get("namespace") == "marquee" for d in rendered if d["kind"] != "Namespace"
     )
@@ -209,8 +224,9 @@ def test_services_select_their_pods_and_target_their_ports():
         labels = workload["spec"]["template"]["metadata"]["labels"]
         assert service["spec"]["selector"].items() <= labels.items(), name
         assert workload["spec"]["selector"]["matchLabels"].items() <= labels.items(), name
-        port_names = {p.get("name") for c in containers(workload) for p in c["ports"]}
-        port_numbers = {p["containerPort"] for c in containers(workload) for p in c["ports"]}
+        ports = [p for c in containers(workload) for p in c.get("ports", [])]
+        port_names = {p.get("name") for p in ports}
+        port_numbers = {p["containerPort"] for p in ports}
         for port in service["spec"]["ports"]:
             assert port["targetPort"] in port_names | port_numbers, (name, port)
         # Nothing but the gateway would be reachable from outside the cluster anyway.
@@ -220,7 +236,11 @@ def test_services_select_their_pods_and_target_their_ports():
 def test_the_services_find_each_other_at_their_real_ports():
     services = of_kind("Service")
     common = of_kind("ConfigMap")["marquee-common"]["data"]
-    assert common["MARQUEE_REDIS_URL"] == f"redis://redis:{_port(services['redis'])}/0"
+    assert "MARQUEE_REDIS_URL" not in common  # it carries the password: built from the Secret
+    for service, container in marquee_containers():
+        url = container_env(container)["MARQUEE_REDIS_URL"]["value"]
+        redis = _port(services["redis"])
+        assert url == f"redis://:$(MARQUEE_REDIS_PASSWORD)@redis:{redis}/0", service
     assert common["MARQUEE_CHROMA_URL"] == f"http://chroma:{_port(services['chroma'])}"
     (gateway,) = [c for s, c in marquee_containers() if s == "gateway"]
     env = container_env(gateway)
@@ -241,12 +261,20 @@ def _port(service: dict[str, Any]) -> int:
 def test_every_variable_is_a_real_setting_of_that_service(service):
     (container,) = [c for s, c in marquee_containers() if s == service]
     env = container_env(container)
-    unknown = set(env) - env_names(SETTINGS[service])
+    helpers = references(env)
+    for name in helpers:  # defined before use, or Kubernetes leaves "$(NAME)" as it is
+        names = [e["name"] for e in container.get("env", [])]
+        assert name in names, (service, name)
+        users = [n for n, e in env.items() if f"$({name})" in e.get("value", "")]
+        assert all(names.index(name) < names.index(u) for u in users), (service, name)
+    unknown = set(env) - env_names(SETTINGS[service]) - helpers
     assert not unknown, f"{service}: not settings of {SETTINGS[service].__name__}: {unknown}"
     # And every value given inline is one the settings accept (validated field by field, by
     # name: the environment of the test run must not decide the outcome).
     fields = env_fields(SETTINGS[service])
-    values = {fields[n]: e["value"] for n, e in env.items() if "value" in e}
+    values = {
+        fields[n]: expanded(e["value"]) for n, e in env.items() if "value" in e and n in fields
+    }
     settings = SETTINGS[service].model_validate(values)
     for field, value in values.items():
         assert str(getattr(settings, field)).rstrip("/") == value.rstrip("/") or value in (
@@ -264,7 +292,9 @@ def test_secrets_come_from_the_secret(service):
     optional = re.findall(r"^\s*#\s*([a-z-]+):", secret_text(), re.MULTILINE)
     documented_keys = set(secret_doc["stringData"]) | set(optional)
     env = container_env(container)
-    for name in secret_env_names(SETTINGS[service]) | {"MARQUEE_GATEWAY_API_KEYS"}:
+    for name in (
+        secret_env_names(SETTINGS[service]) | {"MARQUEE_GATEWAY_API_KEYS"} | references(env)
+    ):
         if name not in env:
             continue
         ref = env[name].get("valueFrom", {}).get("secretKeyRef")
@@ -363,10 +393,79 @@ def test_redis_keeps_the_stream_on_a_volume_with_aof():
 
 def test_chroma_keeps_its_index_on_a_volume():
     chroma = of_kind("StatefulSet")["chroma"]
-    (container,) = containers(chroma)
+    container = _container(chroma, "chroma")
     (claim,) = chroma["spec"]["volumeClaimTemplates"]
     assert {"name": claim["metadata"]["name"], "mountPath": "/data"} in container["volumeMounts"]
-    assert container["readinessProbe"]["httpGet"]["path"] == "/api/v2/heartbeat"
+    assert "--path /data" in " ".join(container["args"])
+    assert "/api/v2/heartbeat" in " ".join(container["livenessProbe"]["exec"]["command"])
+
+
+def _container(workload: dict[str, Any], name: str) -> dict[str, Any]:
+    (found,) = [c for c in containers(workload) if c["name"] == name]
+    return found
+
+
+# --- who may talk to Redis and Chroma (issue 15, item 10) ------------------------------------
+
+
+def test_redis_demands_the_password_from_the_secret():
+    redis = of_kind("StatefulSet")["redis"]
+    (container,) = containers(redis)
+    args = container["args"]
+    assert args[args.index("--requirepass") + 1] == "$(REDISCLI_AUTH)"
+    env = container_env(container)
+    assert env["REDISCLI_AUTH"]["valueFrom"]["secretKeyRef"] == {
+        "name": "marquee-secrets",
+        "key": "redis-password",
+    }
+    for service, c in marquee_containers():
+        ref = container_env(c)["MARQUEE_REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"]
+        assert ref["key"] == "redis-password", service
+    # KEDA reads the consumer group's lag with the same password.
+    (trigger,) = next(iter(of_kind("ScaledObject").values()))["spec"]["triggers"]
+    auth = of_kind("TriggerAuthentication")[trigger["authenticationRef"]["name"]]
+    assert auth["spec"]["secretTargetRef"] == [
+        {"parameter": "password", "name": "marquee-secrets", "key": "redis-password"}
+    ]
+    assert "redis-password" in yaml.safe_load(secret_text())["stringData"]
+
+
+def test_chroma_is_reached_only_through_the_token_proxy():
+    chroma = of_kind("StatefulSet")["chroma"]
+    server = _container(chroma, "chroma")
+    assert "ports" not in server
+    args = server["args"]
+    assert args[args.index("--host") + 1] == "127.0.0.1"  # the pod's loopback only
+    upstream_port = args[args.index("--port") + 1]
+    auth = _container(chroma, "auth")
+    assert auth["image"] in set(compose_images().values())
+    env = container_env(auth)
+    assert env["CHROMA_UPSTREAM"]["value"] == f"127.0.0.1:{upstream_port}"
+    assert env["MARQUEE_CHROMA_TOKEN"]["valueFrom"]["secretKeyRef"] == {
+        "name": "marquee-secrets",
+        "key": "chroma-token",
+    }
+    # The Service (and so every client) lands on the proxy's port.
+    (port,) = of_kind("Service")["chroma"]["spec"]["ports"]
+    assert port["targetPort"] == auth["ports"][0]["name"]
+    assert auth["ports"][0]["containerPort"] == 8000  # `listen 8000;` in the template
+    # The proxy's configuration is the template file compose runs too, rendered by the image.
+    (generator,) = kustomization()["configMapGenerator"]
+    assert generator["files"] == ["default.conf.template=chroma-auth.conf.template"]
+    template = (K8S / "chroma-auth.conf.template").read_text(encoding="utf-8")
+    assert "listen 8000;" in template
+    assert set(re.findall(r"\$\{(\w+)\}", template)) == set(env)
+    (volume,) = chroma["spec"]["template"]["spec"]["volumes"]
+    assert volume["configMap"]["name"] == generator["name"]
+    (mount,) = auth["volumeMounts"]
+    assert (mount["name"], mount["mountPath"]) == (volume["name"], "/etc/nginx/templates")
+    # Every Chroma client sends the token.
+    for service, container in marquee_containers():
+        client_env = container_env(container)
+        if "MARQUEE_CHROMA_URL" in client_env and service in {"search", "explainer", "embedder"}:
+            ref = client_env["MARQUEE_CHROMA_TOKEN"]["valueFrom"]["secretKeyRef"]
+            assert ref["key"] == "chroma-token", service
+    assert "chroma-token" in yaml.safe_load(secret_text())["stringData"]
 
 
 # --- network -------------------------------------------------------------------------------

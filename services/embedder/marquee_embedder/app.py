@@ -20,23 +20,32 @@ from faststream.redis import RedisBroker, StreamSub
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from marquee_embedder import self_repair
+from marquee_embedder.backfill import Backfill
 from marquee_embedder.consumer import BatchProcessor, IndexUnavailableError, StreamFieldsFormat
 from marquee_embedder.indexer import CatalogIndexer
 from marquee_embedder.ledger import Ledger
+from marquee_embedder.migration import MigrationStore
 from marquee_embedder.recovery import Recovery
 from marquee_embedder.settings import EmbedderSettings
 from marquee_embedder.streams import ensure_group_from_start, release_pending
+from marquee_embedder.targets import IndexTarget, IndexTargets
+from marquee_shared.backoff import Backoff
 from marquee_shared.chroma import check_collection_model, open_collection
 from marquee_shared.health import Check, health_routes
 from marquee_shared.internal_auth import InternalTokenMiddleware
-from marquee_shared.logging import configure_logging
-from marquee_shared.model.encoder import Encoder, check_backend, load_encoder
-from marquee_shared.model.identity import report_model
+from marquee_shared.logging import broker_logger, configure_logging
+from marquee_shared.migration import read_live
+from marquee_shared.model.encoder import Backend, Encoder, check_backend, load_encoder
+from marquee_shared.model.files import is_bundle
+from marquee_shared.model.identity import ModelId, report_model
 from marquee_shared.model.resolve import resolve_model
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Callable
+    from pathlib import Path
 
+    from chromadb.api import AsyncClientAPI
     from faststream.redis.message import RedisBatchStreamMessage
 
 
@@ -51,7 +60,11 @@ def create_app(
     configure_logging(settings.log_level, settings.log_format)
     # graceful_timeout: on SIGTERM the batch in hand is finished and acknowledged, not dropped
     # (unless it outlasts the deadline: then it is released, see _Shutdown).
-    broker = RedisBroker(str(settings.redis_url), graceful_timeout=settings.shutdown_timeout_s)
+    broker = RedisBroker(
+        str(settings.redis_url),
+        graceful_timeout=settings.shutdown_timeout_s,
+        logger=broker_logger(),  # its lines in the service's one log format
+    )
     shutdown = _Shutdown(settings)
     checks: dict[str, Check] = {}
     info: dict[str, object] = {}
@@ -60,35 +73,18 @@ def create_app(
     async def lifespan(context: ContextRepo) -> AsyncIterator[None]:
         structlog.contextvars.bind_contextvars(consumer=settings.consumer_name)
         started = time.perf_counter()
-        if settings.model_path is not None:
-            log.warning("model_path_deprecated", hint="set MARQUEE_EMBEDDER_MODEL instead")
-        # Which model, and whether the collection holds its vectors, before the (slow) load:
-        # a wrong model stops startup at once, with both ids.
-        model_path, model_id = await anyio.to_thread.run_sync(
-            resolve_model, settings.model_path or settings.model
-        )
-        check_backend(model_path, settings.backend)
-        chroma, collection = await open_collection(
-            settings.chroma_url, settings.chroma_collection, model=model_id
-        )
-        await check_collection_model(
-            chroma, collection, model_id, service="embedder", stamp_unstamped=True
-        )
-        model = encoder
-        if model is None:
-            model = await anyio.to_thread.run_sync(
-                lambda: load_encoder(
-                    model_path,
-                    settings.backend,
-                    threads=settings.torch_threads,
-                    cache_dir=settings.onnx_cache_dir,
-                )
-            )
-        report_model("embedder", model_id)
-        info["model"] = str(model_id)
         redis: Redis = Redis.from_url(str(settings.redis_url))
-        ledger = Ledger(redis, f"{settings.catalog_stream}:ledger")
-        processor = BatchProcessor(CatalogIndexer(collection, model, ledger), redis, settings)
+        chroma, live_target = await _open_live(settings, redis, encoder)
+
+        def live_model(model: str) -> None:  # at startup, and when a switch changes it
+            report_model("embedder", ModelId.parse(model))
+            info["model"] = model
+
+        live_model(live_target.model)
+        # Every event also goes to the other collection of a model migration, and idle time
+        # copies the ledger into it (backfill.py).
+        indexer, backfill, targets = _indexer(settings, chroma, redis, live_target, live_model)
+        processor = BatchProcessor(indexer, redis, settings)
         # FastStream would create the group at "$" (the stream's end): events published before
         # the first worker started would never be read. Create it at "0" first.
         await ensure_group_from_start(redis, settings.catalog_stream, settings.group)
@@ -107,7 +103,7 @@ def create_app(
         )
         log.info(
             "embedder_started",
-            model=str(model_id),
+            model=live_target.model,
             backend=settings.backend,
             group=settings.group,
             stream=settings.catalog_stream,
@@ -116,15 +112,25 @@ def create_app(
         )
         task = asyncio.create_task(recovery.run(), name="embedder-recovery")
         shutdown.recoveries.append(recovery)
+        migrating = asyncio.create_task(backfill.run(), name="migration-backfill")
+        # Records Chroma no longer returns to queries are re-indexed (self_repair.py).
+        shutdown.self_repair = self_repair.start(
+            settings, redis, live_target.collection, follow=targets.live_collection
+        )
         try:
             yield
         finally:
+            # A chunk cut off here stays claimed until its lease ends; then another replica
+            # copies it again (idempotent upserts).
+            backfill.stop()
+            migrating.cancel()
+            await asyncio.wait({migrating}, timeout=5)
             # The broker has stopped (its batch finished, or cut off at the deadline).
             await shutdown.finish(task, redis)
             await redis.aclose()
             log.info("embedder_stopped")
 
-    backoff = _Backoff()
+    backoff = Backoff(first=0.5, cap=30.0)
 
     @broker.subscriber(
         stream=StreamSub(
@@ -170,6 +176,81 @@ def create_app(
     )
 
 
+async def _open_live(
+    settings: EmbedderSettings, redis: Redis, encoder: Encoder | None
+) -> tuple[AsyncClientAPI, IndexTarget]:
+    """The live collection and its model: the alias's once a model migration switched
+    (marquee_shared.migration), else the configured ones."""
+    if settings.model_path is not None:
+        log.warning("model_path_deprecated", hint="set MARQUEE_EMBEDDER_MODEL instead")
+    configured = str(settings.model_path or settings.model)
+    live = await read_live(redis, settings.chroma_collection)
+    model_source = live.model_source or configured
+    # Which model, and whether the collection holds its vectors, before the (slow) load:
+    # a wrong model stops startup at once, with both ids.
+    model_path, model_id = await anyio.to_thread.run_sync(resolve_model, model_source)
+    # The configured model on the configured backend (a bundle and another backend is an
+    # error to fix); a model the alias brought in on the one it can run on.
+    check_backend(
+        model_path,
+        settings.backend if model_source == configured else backend_for(model_path, settings),
+    )
+    chroma, collection = await open_collection(
+        settings.chroma_url,
+        live.collection,
+        model=model_id,
+        token=settings.chroma_token,
+    )
+    await check_collection_model(
+        chroma, collection, model_id, service="embedder", stamp_unstamped=True
+    )
+    if model_source != configured:
+        log.warning("following_alias", collection=live.collection, model=str(model_id))
+    # The injected encoder (tests) is the configured model's.
+    model = encoder if model_source == configured else None
+    if model is None:
+        model = await anyio.to_thread.run_sync(load_model, model_source, settings)
+    return chroma, IndexTarget(live.collection, collection, model, str(model_id), live=True)
+
+
+def _indexer(
+    settings: EmbedderSettings,
+    chroma: AsyncClientAPI,
+    redis: Redis,
+    live: IndexTarget,
+    on_live_model: Callable[[str], None],
+) -> tuple[CatalogIndexer, Backfill, IndexTargets]:
+    ledger = Ledger(redis, f"{settings.catalog_stream}:ledger")
+    targets = IndexTargets(
+        chroma,
+        redis,
+        settings.chroma_collection,
+        live=live,
+        load=lambda source: load_model(source, settings),
+        on_live_model=on_live_model,
+    )
+    indexer = CatalogIndexer(live.collection, live.encoder, ledger, targets=targets)
+    store = MigrationStore(redis, settings.chroma_collection, ledger.key)
+    return indexer, Backfill(store, targets, indexer, ledger, settings), targets
+
+
+def backend_for(model_path: Path, settings: EmbedderSettings) -> Backend:
+    """A bundle serves only the backend it was exported for; any other folder the configured
+    one (a migration's target may be either kind)."""
+    return "onnx-int8" if is_bundle(model_path) else settings.backend
+
+
+def load_model(source: str, settings: EmbedderSettings) -> Encoder:
+    """The encoder of a MODEL setting (the configured one, the alias's or a migration's)."""
+    model_path, _ = resolve_model(source)
+    return load_encoder(
+        model_path,
+        backend_for(model_path, settings),
+        threads=settings.torch_threads,
+        cache_dir=settings.onnx_cache_dir,
+    )
+
+
 class _Shutdown:
     """SIGTERM within one deadline (``shutdown_timeout_s``): stop taking work, let the batch in
     hand (and a claimed batch being re-applied) finish and be acknowledged, cancel what is still
@@ -179,6 +260,7 @@ class _Shutdown:
         self._settings = settings
         self._deadline: float | None = None
         self.recoveries: list[Recovery] = []
+        self.self_repair: self_repair.Running | None = None
 
     async def begin(self) -> None:
         self._deadline = time.monotonic() + self._settings.shutdown_timeout_s
@@ -189,6 +271,7 @@ class _Shutdown:
     async def finish(self, recovery_task: asyncio.Task[None], redis: Redis) -> None:
         for recovery in self.recoveries:
             recovery.stop()
+        await self_repair.stop(self.self_repair)
         deadline = self._deadline or time.monotonic() + self._settings.shutdown_timeout_s
         left = max(0.0, deadline - time.monotonic())
         _, running = await asyncio.wait({recovery_task}, timeout=left)
@@ -207,18 +290,6 @@ class _Shutdown:
         else:
             if released:
                 log.info("entries_released", entries=len(released), first_id=released[0])
-
-
-class _Backoff:
-    def __init__(self, first: float = 0.5, cap: float = 30.0) -> None:
-        self._first, self._cap, self._delay = first, cap, first
-
-    def next(self) -> float:
-        delay, self._delay = self._delay, min(self._delay * 2, self._cap)
-        return delay
-
-    def reset(self) -> None:
-        self._delay = self._first
 
 
 async def _subscriber_running(broker: RedisBroker) -> None:

@@ -6,7 +6,8 @@ movie present, no record the ledger does not know, and every stored vector retri
 itself. The last check exists because Chroma 1.5.x has open issues where records stop being
 returned after deletes and upserts or after a kill mid-upsert
 (https://github.com/chroma-core/chroma/issues/7758, #7678, #7090): the record is there by id but
-the HNSW index no longer finds it.
+the HNSW index no longer finds it. The embedders find and re-index those by themselves
+(self_repair.py); the audit still reports what a check between two rounds would see.
 
 Repair deletes every faulty record and re-publishes the ledger's version onto the catalog stream,
 so the embedders rebuild it through the normal path.

@@ -6,6 +6,8 @@
     marquee-embedder deadletters show ID
     marquee-embedder deadletters replay ID [ID ...]
     marquee-embedder deadletters purge (ID [ID ...] | --all)
+    marquee-embedder migrate start --model MODEL          change the model, no downtime
+    marquee-embedder migrate (status | switch | rollback | finish | abort) [--json]
 
 The workers themselves run as ``uvicorn marquee_embedder.app:create_app --factory``.
 """
@@ -21,14 +23,20 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from marquee_embedder import migration
 from marquee_embedder.audit import AuditReport, audit, repair
 from marquee_embedder.ledger import Ledger
+from marquee_embedder.migration import MigrationStore
 from marquee_embedder.settings import EmbedderSettings
 from marquee_shared import deadletters
-from marquee_shared.chroma import open_collection
+from marquee_shared.chroma import connect, open_collection
 from marquee_shared.logging import configure_logging
+from marquee_shared.migration import MigrationError, MigrationStatus, read_live
+from marquee_shared.model.files import ModelError
 
 EXIT_PROBLEMS = 3
+EXIT_REFUSED = 4
+"""A migrate command that does not apply now (the message says why)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,6 +67,26 @@ def build_parser() -> argparse.ArgumentParser:
     purge = dead_cmds.add_parser("purge")
     purge.add_argument("ids", nargs="*", metavar="ID")
     purge.add_argument("--all", action="store_true")
+    migrate = commands.add_parser(
+        "migrate", help="change the embedding model without downtime (docs/operations.md)"
+    )
+    migrate_cmds = migrate.add_subparsers(dest="action", required=True)
+    for action, help_text in (
+        ("start", "create the new model's collection; the embedders fill it"),
+        ("status", "where the migration stands"),
+        ("switch", "serve from the new collection (once it covers every movie)"),
+        ("rollback", "serve from the old collection again"),
+        ("finish", "drop the old collection, stop the double writes"),
+        ("abort", "drop the new collection, forget the migration (before a switch)"),
+    ):
+        cmd = migrate_cmds.add_parser(action, help=help_text)
+        cmd.add_argument("--json", action="store_true")
+        if action == "start":
+            cmd.add_argument(
+                "--model",
+                required=True,
+                help="stock, movie-tuned, a model folder's path, or a packaged model's id",
+            )
     return parser
 
 
@@ -81,8 +109,12 @@ async def _run(args: argparse.Namespace, settings: EmbedderSettings) -> int:
     try:
         if args.command == "deadletters":
             return await _deadletters(args, redis, settings)
+        if args.command == "migrate":
+            return await _migrate(args, redis, settings)
+        # The live collection: the alias's, once a model migration has switched.
+        live = await read_live(redis, settings.chroma_collection)
         _, collection = await open_collection(
-            settings.chroma_url, settings.chroma_collection, wait_s=5
+            settings.chroma_url, live.collection, wait_s=5, token=settings.chroma_token
         )
         ledger = Ledger(redis, f"{settings.catalog_stream}:ledger")
         report = await audit(
@@ -129,6 +161,70 @@ def _describe(report: AuditReport, repaired: dict[str, int] | None) -> str:
             f"repair: deleted {repaired['deleted']}, re-published {repaired['republished']}"
         )
     return "\n".join(lines)
+
+
+async def _migrate(args: argparse.Namespace, redis: Redis, settings: EmbedderSettings) -> int:
+    logical = settings.chroma_collection
+    store = MigrationStore(redis, logical, f"{settings.catalog_stream}:ledger")
+    try:
+        if args.action == "status":
+            status = await store.status()
+            if status is None:
+                live = await read_live(redis, logical)
+                print(
+                    json.dumps({"migration": None, "live_collection": live.collection})
+                    if args.json
+                    else f"no migration; serving from {live.collection}"
+                )
+                return 0
+        elif args.action == "switch":
+            status = await migration.switch(redis, logical)
+        elif args.action == "rollback":
+            status = await migration.rollback(redis, logical)
+        else:
+            # Not open_collection: it would create the logical name's collection, which a
+            # finished migration has dropped on purpose.
+            chroma = await connect(settings.chroma_url, wait_s=5, token=settings.chroma_token)
+            if args.action == "start":
+                status = await migration.start(
+                    store,
+                    chroma,
+                    settings.chroma_url,
+                    model=args.model,
+                    configured_source=str(settings.model_path or settings.model),
+                    verify_interval_s=settings.migration_verify_interval_s,
+                )
+            else:
+                drop = migration.finish if args.action == "finish" else migration.abort
+                dropped = await drop(store, chroma)
+                live = await read_live(redis, logical)
+                print(
+                    json.dumps({"dropped": dropped, "live_collection": live.collection})
+                    if args.json
+                    else f"dropped {dropped}; serving from {live.collection}"
+                )
+                return 0
+    except (MigrationError, ModelError) as exc:
+        print(f"migrate {args.action}: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
+    print(status.model_dump_json(indent=2) if args.json else _describe_migration(status))
+    return 0
+
+
+def _describe_migration(status: MigrationStatus) -> str:
+    return "\n".join(
+        [
+            f"phase:    {status.phase}",
+            f"serving:  {status.live_collection}",
+            f"source:   {status.source.collection} ({status.source.model})",
+            f"target:   {status.target.collection} ({status.target.model})",
+            (
+                f"progress: {status.coverage_percent:.2f} % (ledger {status.scanned}/"
+                f"{status.ledger_entries} scanned, {status.copied} copied; "
+                f"missing at last verification: {status.missing})"
+            ),
+        ]
+    )
 
 
 async def _deadletters(args: argparse.Namespace, redis: Redis, settings: EmbedderSettings) -> int:

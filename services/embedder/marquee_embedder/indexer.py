@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
 import structlog
+from chromadb.errors import NotFoundError
+from prometheus_client import Counter as MetricCounter
 
 from marquee_shared.events import MovieDeleted, MovieFetched
 from marquee_shared.index import movie_document, movie_metadata, record_id
@@ -25,9 +27,15 @@ if TYPE_CHECKING:
     from chromadb.api.models.AsyncCollection import AsyncCollection
 
     from marquee_embedder.ledger import Ledger
+    from marquee_embedder.targets import IndexTarget, IndexTargets
     from marquee_shared.model.encoder import Encoder
 
 log = structlog.get_logger(__name__)
+
+DOUBLE_WRITES = MetricCounter(
+    "marquee_embedder_migration_double_writes_total",
+    "Catalog events also written to the other collection of a model migration",
+)
 
 
 @dataclass
@@ -44,10 +52,19 @@ class ApplyResult:
 
 
 class CatalogIndexer:
-    def __init__(self, collection: AsyncCollection, encoder: Encoder, ledger: Ledger) -> None:
+    def __init__(
+        self,
+        collection: AsyncCollection,
+        encoder: Encoder,
+        ledger: Ledger,
+        *,
+        targets: IndexTargets | None = None,
+    ) -> None:
         self._collection = collection
         self._encoder = encoder
         self._ledger = ledger
+        self._targets = targets
+        """With a model migration possible: the collections to write, read per batch."""
 
     async def apply(self, events: Sequence[MovieFetched | MovieDeleted]) -> ApplyResult:
         """Bring Chroma in line with the newest version of each movie among the events.
@@ -67,10 +84,13 @@ class CatalogIndexer:
             newest[tmdb_id] = event
 
         chosen = list(newest.values())
+        # Read before the ledger is written: a migration that starts in between is covered by
+        # its verification, which re-applies whatever the target lacks.
+        targets = await self._targets.resolve() if self._targets is not None else None
         is_latest = await self._ledger.record(chosen)
         current = [e for e, latest in zip(chosen, is_latest, strict=True) if latest]
         result.add("stale", len(chosen) - len(current))
-        await self._write(current, result)
+        await self._write(current, result, targets)
 
         # Another replica may have recorded a newer version while we wrote this one, and
         # written it before us: re-check the ledger and converge on its latest version.
@@ -86,25 +106,88 @@ class CatalogIndexer:
             if not behind:
                 break
             result.add("converged", len(behind))
-            await self._write(behind, result)
+            await self._write(behind, result, targets)
+            current = behind
+        return result
+
+    async def copy_to(
+        self, target: IndexTarget, events: Sequence[MovieFetched | MovieDeleted]
+    ) -> ApplyResult:
+        """Write ledger events to one collection (a migration's backfill and verification),
+        then converge on the ledger's newest version: a live event may have replaced one of
+        these meanwhile, and its own write to the target may have landed before this one."""
+        result = ApplyResult()
+        current = list(events)
+        await self._write_to(target.collection, target.encoder, current, result)
+        for _ in range(3):
+            latest = await self._ledger.latest(_tmdb_id(e) for e in current)
+            behind = [
+                entry.event
+                for e in current
+                if (entry := latest.get(_tmdb_id(e))) is not None
+                and entry.event is not None
+                and entry.content_hash != _content_hash(e)
+            ]
+            if not behind:
+                break
+            result.add("converged", len(behind))
+            await self._write_to(target.collection, target.encoder, behind, result)
             current = behind
         return result
 
     async def _write(
-        self, events: Sequence[MovieFetched | MovieDeleted], result: ApplyResult
+        self,
+        events: Sequence[MovieFetched | MovieDeleted],
+        result: ApplyResult,
+        targets: Sequence[IndexTarget] | None,
     ) -> None:
+        if targets is None:
+            await self._write_to(self._collection, self._encoder, events, result)
+            return
+        for target in targets:
+            if target.live:
+                await self._write_to(target.collection, target.encoder, events, result)
+                continue
+            # The other side of a migration: its outcomes are not this event's outcome.
+            side = ApplyResult()
+            try:
+                await self._write_to(target.collection, target.encoder, events, side)
+            except NotFoundError:
+                # Dropped by `migrate finish`/`abort` after this batch read the state.
+                log.info("migration_collection_gone", collection=target.name)
+                assert self._targets is not None
+                self._targets.forget(target.name)
+                continue
+            DOUBLE_WRITES.inc(len(events))
+            result.changed.update(side.changed)
+
+    async def _write_to(
+        self,
+        collection: AsyncCollection,
+        encoder: Encoder,
+        events: Sequence[MovieFetched | MovieDeleted],
+        result: ApplyResult,
+    ) -> None:
+        if not events:
+            return
         fetched = [e for e in events if isinstance(e, MovieFetched)]
         deleted = [e.tmdb_id for e in events if isinstance(e, MovieDeleted)]
         if fetched:
-            await self._upsert(fetched, result)
+            await self._upsert(collection, encoder, fetched, result)
         if deleted:
-            await self._collection.delete(ids=[record_id(i) for i in deleted])
+            await collection.delete(ids=[record_id(i) for i in deleted])
             result.add("deleted", len(deleted))
             result.changed.update(dict.fromkeys(deleted))
 
-    async def _upsert(self, events: Sequence[MovieFetched], result: ApplyResult) -> None:
+    async def _upsert(
+        self,
+        collection: AsyncCollection,
+        encoder: Encoder,
+        events: Sequence[MovieFetched],
+        result: ApplyResult,
+    ) -> None:
         ids = [record_id(e.movie.tmdb_id) for e in events]
-        stored = await self._collection.get(ids=ids, include=["metadatas"])
+        stored = await collection.get(ids=ids, include=["metadatas"])
         stored_md: dict[str, Any] = dict(zip(stored["ids"], stored["metadatas"] or [], strict=True))
 
         to_embed: list[MovieFetched] = []
@@ -122,7 +205,7 @@ class CatalogIndexer:
 
         if to_update:
             # Ratings and popularity moved but the text did not: keep the stored vector.
-            await self._collection.update(
+            await collection.update(
                 ids=[record_id(e.movie.tmdb_id) for e in to_update],
                 metadatas=[movie_metadata(e.movie, occurred_at=e.occurred_at) for e in to_update],
             )
@@ -132,8 +215,8 @@ class CatalogIndexer:
             documents = [movie_document(e.movie) for e in to_embed]
             # The model is CPU-bound and releases the GIL inside torch: run it in a worker
             # thread so the event loop keeps serving health checks and Redis I/O meanwhile.
-            vectors = await anyio.to_thread.run_sync(self._encoder.encode, documents)
-            await self._collection.upsert(
+            vectors = await anyio.to_thread.run_sync(encoder.encode, documents)
+            await collection.upsert(
                 ids=[record_id(e.movie.tmdb_id) for e in to_embed],
                 embeddings=vectors,
                 documents=documents,

@@ -92,6 +92,11 @@ def _decode(tmdb_id: int, raw: bytes | str) -> LedgerEntry:
     )
 
 
+def decode_entry(tmdb_id: int, raw: bytes | str) -> LedgerEntry:
+    """One ledger value as stored (read directly, e.g. by a migration's backfill)."""
+    return _decode(tmdb_id, raw)
+
+
 class Ledger:
     def __init__(self, redis: Redis, key: str) -> None:
         self._redis = redis

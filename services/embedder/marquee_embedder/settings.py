@@ -88,6 +88,13 @@ class EmbedderSettings(CommonSettings):
     max_deliveries: PositiveInt = Field(
         default=5, description="Deliveries after which a failing event is dead-lettered."
     )
+    self_repair_interval_s: float = Field(
+        default=900.0,
+        ge=0,
+        description="How often one replica checks that every record in the live collection is "
+        "found by a query with its own vector, and re-indexes those Chroma no longer returns "
+        "(self_repair.py). 0 turns the check off.",
+    )
     shutdown_timeout_s: float = Field(
         default=30.0,
         gt=0,
@@ -97,4 +104,33 @@ class EmbedderSettings(CommonSettings):
         "released: left pending and made claimable by the live replicas at once. Keep it below "
         "the orchestrator's grace period (compose stop_grace_period, Kubernetes "
         "terminationGracePeriodSeconds) with room for one model forward pass.",
+    )
+    # -- model migration (marquee-embedder migrate; docs/operations.md) -------------------------
+    migration_batch_size: PositiveInt = Field(
+        default=64,
+        le=1024,
+        description="Ledger entries a replica claims (and embeds) per step of a migration's "
+        "backfill.",
+    )
+    migration_rate: float = Field(
+        default=100.0,
+        ge=0,
+        description="Most movies a second one replica copies into a migration's target (0: as "
+        "fast as it can), so live events keep their share of the CPU meanwhile.",
+    )
+    migration_lease_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="A backfill chunk claimed by a replica that has not finished it this long "
+        "after (killed, say) is claimed by another. Must exceed one chunk's copy time.",
+    )
+    migration_verify_interval_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="How often one replica compares a migration's target with the ledger and "
+        "repairs it; a switch needs a verification at most three intervals old. Each reads "
+        "every record's metadata: about 3 KB a movie.",
+    )
+    migration_poll_s: float = Field(
+        default=2.0, gt=0, description="How often an idle replica looks for a migration."
     )

@@ -14,23 +14,24 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
 import anthropic
-import httpx
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from redis.asyncio import Redis
 
 from marquee_explainer.cache import ExplanationCache
-from marquee_explainer.catalog import Catalog, CatalogTitles, MovieNotFoundError, NoKnownTasteError
+from marquee_explainer.catalog import Catalog, CatalogTitles, NoKnownTasteError
 from marquee_explainer.claude import ClaudeWriter
 from marquee_explainer.routes import router
 from marquee_explainer.service import Explainer
 from marquee_explainer.settings import ExplainerSettings
 from marquee_shared.chroma import open_collection
 from marquee_shared.health import Check, health_routes
+from marquee_shared.httpapi import install_catalog_errors
 from marquee_shared.internal_auth import InternalTokenMiddleware
 from marquee_shared.jsonbody import install_validation_errors
 from marquee_shared.logging import configure_logging
+from marquee_shared.migration import AliasFollower, LiveIndex, read_live_or_configured
 from marquee_shared.requests import RequestContextMiddleware
 
 if TYPE_CHECKING:
@@ -38,6 +39,8 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 
+ALIAS_POLL_S = 1.0
+"""How often the index alias is read: one HGETALL a second, and a switch is followed within it."""
 LOCK_MARGIN_S = 5.0
 """The single-flight lock outlives the LLM deadline by this much, so it never expires while
 its holder is still within budget."""
@@ -52,10 +55,32 @@ def create_app(settings: ExplainerSettings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         started = time.perf_counter()
         redis: Redis = Redis.from_url(str(settings.redis_url))
-        chroma, collection = await open_collection(settings.chroma_url, settings.chroma_collection)
+        # The collection the index alias names (a model migration's switch moves it), else the
+        # configured one; followed while running, as search follows it.
+        live = await read_live_or_configured(redis, settings.chroma_collection)
+        chroma, collection = await open_collection(
+            settings.chroma_url, live.collection, token=settings.chroma_token
+        )
         catalog = Catalog(collection)
         titles = CatalogTitles(catalog, settings.title_refresh_s)
         await titles.refresh()
+
+        async def follow(moved: LiveIndex) -> None:
+            _, new = await open_collection(
+                settings.chroma_url, moved.collection, token=settings.chroma_token
+            )
+            catalog.use(new)
+            await titles.refresh()
+
+        follower = AliasFollower(
+            redis,
+            settings.chroma_collection,
+            live,
+            follow,
+            interval_s=ALIAS_POLL_S,
+            service="explainer",
+        )
+        following = asyncio.create_task(follower.run())
         client, writer = _claude(settings)
         budget = settings.deadline_s + LOCK_MARGIN_S
         app.state.explainer = Explainer(
@@ -76,6 +101,7 @@ def create_app(settings: ExplainerSettings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            following.cancel()
             refresher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await refresher
@@ -90,24 +116,15 @@ def create_app(settings: ExplainerSettings | None = None) -> FastAPI:
         description="Internal service behind the gateway. See the gateway for the public API.",
     )
     app.add_middleware(InternalTokenMiddleware, token=settings.internal_token)
-    app.add_middleware(InternalTokenMiddleware, token=settings.internal_token)
     app.add_middleware(RequestContextMiddleware, service="explainer")
     app.include_router(router)
     install_validation_errors(app)
+    install_catalog_errors(app)
     app.router.routes.extend(health_routes("explainer", lambda: checks))
 
-    @app.exception_handler(MovieNotFoundError)
     @app.exception_handler(NoKnownTasteError)
-    async def not_found(_: Request, exc: LookupError) -> JSONResponse:
+    async def no_known_taste(_: Request, exc: NoKnownTasteError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=404)
-
-    @app.exception_handler(ConnectionError)
-    @app.exception_handler(httpx.TransportError)
-    async def index_down(_: Request, exc: Exception) -> JSONResponse:
-        log.warning("index_unavailable", error=str(exc))
-        return JSONResponse(
-            {"detail": f"the vector index (Chroma) is unavailable: {exc}"}, status_code=503
-        )
 
     return app
 

@@ -6,8 +6,9 @@ changes gets a new content hash, so explanations written for its old version are
 up again (they simply expire).
 
 Concurrent identical requests make one generation: within a process they await the same task;
-across replicas, the first to take a Redis lock (SET NX with an expiry, released only by its
-holder) generates, and the others poll the cache until the answer lands or the lock goes.
+across replicas, the first to take a Redis lock (redis-py's ``Lock``: SET NX with an expiry,
+released only by its holder) generates, and the others poll the cache until the answer lands or
+the lock goes.
 
 Redis is an optimisation here, not a dependency: when it fails, explanations are generated
 uncached (logged), never refused.
@@ -18,12 +19,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import structlog
-from redis.exceptions import RedisError
+from redis.asyncio.lock import Lock
+from redis.exceptions import LockNotOwnedError, RedisError
 
 from marquee_shared.api import Explanation
 
@@ -34,14 +35,6 @@ log = structlog.get_logger(__name__)
 
 PREFIX = "marquee:explanations:v1"
 POLL_S = 0.05
-
-# Delete the lock only if it still holds our token: after an expiry another replica may own it.
-_RELEASE = """
-if redis.call('get', KEYS[1]) == ARGV[1] then
-    return redis.call('del', KEYS[1])
-end
-return 0
-"""
 
 Generate = Callable[[], Awaitable[tuple[Explanation, int]]]
 """Produces an explanation and the seconds to cache it for (0: do not cache)."""
@@ -96,13 +89,19 @@ class ExplanationCache:
         return await asyncio.shield(task)
 
     async def _across_replicas(self, key: str, generate: Generate) -> tuple[Explanation, bool]:
-        lock = f"{PREFIX}:lock:{key}"
-        token = uuid.uuid4().hex
+        lock_key = f"{PREFIX}:lock:{key}"
+        lock = Lock(
+            self._redis,
+            lock_key,
+            timeout=self._lock_ttl_ms / 1000,
+            blocking=False,
+            thread_local=False,
+        )
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._wait_s
         while True:
             try:
-                acquired = await self._redis.set(lock, token, nx=True, px=self._lock_ttl_ms)
+                acquired = await lock.acquire()
             except (RedisError, OSError) as exc:
                 log.warning("explanation_lock_unavailable", error=str(exc))
                 explanation, _ = await generate()
@@ -117,8 +116,8 @@ class ExplanationCache:
                     await self.put(key, explanation, ttl)
                     return explanation, False
                 finally:
-                    await self._release(lock, token)
-            hit = await self._wait_for_other(key, lock, deadline)
+                    await self._release(lock)
+            hit = await self._wait_for_other(key, lock_key, deadline)
             if hit is not None:
                 return hit, True
             if loop.time() >= deadline:
@@ -143,8 +142,10 @@ class ExplanationCache:
                 return None
         return None
 
-    async def _release(self, lock: str, token: str) -> None:
+    async def _release(self, lock: Lock) -> None:
         try:
-            await self._redis.eval(_RELEASE, 1, lock, token)
+            await lock.release()
+        except LockNotOwnedError:
+            pass  # it expired while we generated; another replica may hold it now
         except (RedisError, OSError) as exc:
             log.warning("explanation_lock_release_failed", error=str(exc))

@@ -29,12 +29,6 @@ PAGE_SIZE = 1000
 """Records per page when reading the whole collection (for the title index)."""
 
 
-class MovieNotFoundError(LookupError):
-    def __init__(self, tmdb_id: int, what: str = "movie") -> None:
-        super().__init__(f"{what} {tmdb_id} is not in the catalog")
-        self.tmdb_id = tmdb_id
-
-
 class NoKnownTasteError(LookupError):
     def __init__(self, ids: Sequence[int]) -> None:
         shown = ", ".join(str(i) for i in ids[:10]) + (" ..." if len(ids) > 10 else "")
@@ -54,6 +48,11 @@ class MovieRecord:
 
 class Catalog:
     def __init__(self, collection: AsyncCollection) -> None:
+        self._collection = collection
+
+    def use(self, collection: AsyncCollection) -> None:
+        """Read another collection from now on (the index alias moved); one assignment, so a
+        request reads the old one or the new one, whole."""
         self._collection = collection
 
     async def records(self, tmdb_ids: Iterable[int]) -> dict[int, MovieRecord]:

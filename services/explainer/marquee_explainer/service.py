@@ -15,7 +15,6 @@ from marquee_explainer.cache import ExplanationCache, cache_key
 from marquee_explainer.catalog import (
     Catalog,
     CatalogTitles,
-    MovieNotFoundError,
     MovieRecord,
     NoKnownTasteError,
 )
@@ -29,6 +28,7 @@ from marquee_shared.api import (
     SearchHitExplanationRequest,
     TasteExplanationRequest,
 )
+from marquee_shared.httpapi import MovieNotFoundError
 
 if TYPE_CHECKING:
     from marquee_explainer.claude import ClaudeWriter

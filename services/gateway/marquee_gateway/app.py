@@ -20,6 +20,7 @@ from marquee_gateway.routes import router
 from marquee_gateway.routes_admin import router as admin_router
 from marquee_gateway.routes_deadletters import router as deadletters_router
 from marquee_gateway.routes_explain import router as explain_router
+from marquee_gateway.routes_migration import router as migration_router
 from marquee_gateway.routes_recs import router as recs_router
 from marquee_gateway.settings import GatewaySettings
 from marquee_gateway.web import install_web_ui
@@ -82,6 +83,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.include_router(deadletters_router)
     app.include_router(explain_router)
     app.include_router(admin_router)
+    app.include_router(migration_router)
     app.include_router(recs_router)
     install_validation_errors(app)  # a 422 can echo any input; bodies are strict JSON
     app.router.routes.extend(health_routes("gateway", lambda: checks))

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import hmac
 import ipaddress
 import math
 import time
@@ -26,7 +25,9 @@ import structlog
 from prometheus_client import Counter
 from redis.exceptions import RedisError
 
+from marquee_gateway.deps import is_configured_key
 from marquee_shared.asgi import send_json_error
+from marquee_shared.health import PROBE_PATHS
 
 if TYPE_CHECKING:
     from pydantic import SecretStr
@@ -39,7 +40,7 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 KEY_PREFIX = "marquee:ratelimit"
-EXEMPT_PATHS = frozenset({"/health", "/ready", "/metrics", "/"})
+EXEMPT_PATHS = PROBE_PATHS | {"/"}
 """Probes and scrapers poll these from few addresses; limiting them would fail health checks.
 The web page (``/`` and ``/static/``) is a few small files: counting them would spend a
 client's search budget on loading the page that searches."""
@@ -167,11 +168,8 @@ def client_identity(
     The key is hashed so no secret ends up in a Redis key name.
     """
     supplied = next(iter(_header(scope, b"x-api-key")), b"")
-    if supplied:
-        # Compare against every key (no early exit), as require_api_key does.
-        matches = [hmac.compare_digest(supplied, key) for key in api_keys]
-        if any(matches):
-            return "key:" + hashlib.sha256(supplied).hexdigest()[:32]
+    if supplied and is_configured_key(supplied, api_keys):
+        return "key:" + hashlib.sha256(supplied).hexdigest()[:32]
     return "ip:" + client_ip(scope, trusted_proxies)
 
 

@@ -8,20 +8,26 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Any
 
 import structlog
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Response
 from pydantic import AwareDatetime, BaseModel, Field, ValidationError
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from marquee_gateway.backends import Backend, BackendUnavailableError
-from marquee_gateway.routes import require_api_key
-from marquee_gateway.settings import GatewaySettings
+from marquee_gateway.deps import (
+    IngestBackend,
+    RedisDep,
+    SearchBackend,
+    SettingsDep,
+    require_api_key,
+)
 from marquee_shared.api import ErrorResponse, SyncStarted, SyncStatus
 from marquee_shared.events import DEAD_LETTER_STREAM
 from marquee_shared.jsonbody import StrictJSONRoute
+from marquee_shared.migration import MigrationStatus, read_status
 from marquee_shared.streams import group_backlogs
 
 log = structlog.get_logger(__name__)
@@ -86,20 +92,16 @@ class CatalogStats(BaseModel):
     sync_running: bool | None
     last_sync_outcome: str | None = Field(examples=["succeeded"])
     last_sync_error: str | None
+    migration: MigrationStatus | None = Field(
+        default=None,
+        description="A model migration's progress (marquee-embedder migrate), while one runs.",
+    )
     unavailable: dict[str, str] = Field(
         default_factory=dict, description="Parts that could not be measured, and why."
     )
 
 
 # -- dependencies -----------------------------------------------------------------------------
-
-
-async def _ingest(request: Request) -> Backend:
-    backend: Backend = request.app.state.ingest
-    return backend
-
-
-IngestBackend = Annotated[Backend, Depends(_ingest)]
 
 
 def _relay(backend: Backend, status: int, body: bytes, *, ok: set[int]) -> Response:
@@ -158,13 +160,15 @@ async def sync_status(ingest: IngestBackend) -> Response:
     description="Catalog size, movies embedded, coverage, stream backlog, dead letters and "
     "the last sync's time and age: whether the system is keeping up, at a glance.",
 )
-async def stats(request: Request) -> CatalogStats:
-    settings: GatewaySettings = request.app.state.settings
+async def stats(
+    settings: SettingsDep, ingest: IngestBackend, search: SearchBackend, redis: RedisDep
+) -> CatalogStats:
     unavailable: dict[str, str] = {}
-    sync, index, stream = await asyncio.gather(
-        _sync_status(request.app.state.ingest, unavailable),
-        _index_stats(request.app.state.search, unavailable),
-        _stream_stats(request.app.state.redis, settings.catalog_stream, unavailable),
+    sync, index, stream, migrating = await asyncio.gather(
+        _sync_status(ingest, unavailable),
+        _index_stats(search, unavailable),
+        _stream_stats(redis, settings.catalog_stream, unavailable),
+        _migration(redis, settings.chroma_collection, unavailable),
     )
     embedded = index.movies if index else None
     catalog_size = sync.catalog_size if sync else None
@@ -187,6 +191,7 @@ async def stats(request: Request) -> CatalogStats:
         sync_running=sync.running if sync else None,
         last_sync_outcome=last_run.outcome if last_run else None,
         last_sync_error=last_run.reason if last_run and last_run.outcome == "failed" else None,
+        migration=migrating,
         unavailable=unavailable,
     )
 
@@ -218,6 +223,16 @@ async def _index_stats(search: Backend, unavailable: dict[str, str]) -> _IndexSt
 class _IndexStats(BaseModel):
     movies: int
     model: str | None = None
+
+
+async def _migration(
+    redis: Redis, logical: str, unavailable: dict[str, str]
+) -> MigrationStatus | None:
+    try:
+        return await read_status(redis, logical)
+    except (RedisError, OSError) as exc:
+        unavailable["redis"] = str(exc)[:300]
+        return None
 
 
 async def _stream_stats(redis: Redis, stream: str, unavailable: dict[str, str]) -> StreamStats:

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from pydantic import BaseModel, Field
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from marquee_gateway.backends import BackendUnavailableError
-from marquee_gateway.routes import require_api_key
+from marquee_gateway.deps import RedisDep, require_api_key
 from marquee_shared import deadletters
 from marquee_shared.api import ErrorResponse
 from marquee_shared.deadletters import DeadLetterRecord
@@ -32,12 +31,6 @@ router = APIRouter(
 )
 
 
-async def _redis(request: Request) -> Redis:
-    redis: Redis = request.app.state.redis
-    return redis
-
-
-RedisDep = Annotated[Redis, Depends(_redis)]
 LetterId = Annotated[
     str, Path(pattern=ENTRY_ID, description="Dead-letter id", examples=["1716200000000-0"])
 ]

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Request, Response
+from fastapi import APIRouter, Body, Response
 
-from marquee_gateway.backends import Backend, relay
+from marquee_gateway.backends import relay
+from marquee_gateway.deps import ExplainerBackend
 from marquee_shared.api import (
     ErrorResponse,
     Explanation,
@@ -56,14 +57,6 @@ SEARCH_HIT_EXAMPLES = {
         },
     }
 }
-
-
-async def _explainer(request: Request) -> Backend:
-    backend: Backend = request.app.state.explainer
-    return backend
-
-
-ExplainerBackend = Annotated[Backend, Depends(_explainer)]
 
 
 @router.post(

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Query, Request, Response
+from fastapi import APIRouter, Body, Query, Response
 
-from marquee_gateway.backends import Backend, query_pairs, relay
+from marquee_gateway.backends import query_pairs, relay
+from marquee_gateway.deps import SearchBackend
 from marquee_shared.api import (
     BrowseParams,
     BrowseResponse,
@@ -52,14 +53,6 @@ RECOMMENDATION_EXAMPLES = {
         },
     },
 }
-
-
-async def _search(request: Request) -> Backend:
-    backend: Backend = request.app.state.search
-    return backend
-
-
-SearchBackend = Annotated[Backend, Depends(_search)]
 
 
 @router.post(

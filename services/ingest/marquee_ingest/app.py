@@ -21,7 +21,7 @@ from marquee_ingest.ingest import ingest_demo, redact_url
 from marquee_ingest.routes import router
 from marquee_ingest.schedule import Schedule
 from marquee_ingest.service import SyncService
-from marquee_ingest.settings import IngestSettings
+from marquee_ingest.settings import IngestSettings, log_deprecated_names
 from marquee_ingest.sync import TmdbSync
 from marquee_ingest.tmdb import TmdbClient
 from marquee_shared.health import Check, health_routes
@@ -39,6 +39,7 @@ log = structlog.get_logger(__name__)
 def create_app(settings: IngestSettings | None = None, *, poll_seconds: float = 15.0) -> FastAPI:
     settings = settings or IngestSettings()
     configure_logging(settings.log_level, settings.log_format)
+    log_deprecated_names()
     checks: dict[str, Check] = {}
 
     @asynccontextmanager
@@ -48,7 +49,7 @@ def create_app(settings: IngestSettings | None = None, *, poll_seconds: float = 
         )
         tmdb = TmdbClient.from_settings(settings) if settings.has_tmdb_credentials else None
         sync = TmdbSync(redis, tmdb, settings)
-        schedule = Schedule.from_settings(settings.sync_interval_seconds, settings.sync_cron)
+        schedule = Schedule.from_settings(settings.sync_interval_s, settings.sync_cron)
         service = SyncService(sync, schedule, poll_seconds=poll_seconds)
         app.state.sync_service = service
         checks["redis"] = redis.ping

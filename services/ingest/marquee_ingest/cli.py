@@ -30,7 +30,7 @@ from marquee_ingest.ingest import (
     ingest_tmdb,
     redact_url,
 )
-from marquee_ingest.settings import IngestSettings
+from marquee_ingest.settings import IngestSettings, log_deprecated_names
 from marquee_ingest.sources import FILE_FORMATS, SourceFormatError, check_format
 from marquee_ingest.sync import TmdbSync
 from marquee_ingest.tmdb import (
@@ -180,6 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:  # the file exists but cannot be read (permissions, a directory...)
         return _fail(f"cannot read {args.path}: {exc.strerror or exc}", EXIT_USAGE)
     configure_logging(settings.log_level, settings.log_format)
+    log_deprecated_names()
     if args.command == "sync":
         return _execute_sync(args, settings)
     return _execute(args, settings)

@@ -1,10 +1,13 @@
 """A Redis lock with an expiry, renewed while held, released only by its holder.
 
 The classic single-instance pattern (https://redis.io/docs/latest/develop/use/patterns/
-distributed-locks/#correct-implementation-with-a-single-instance): ``SET key token NX PX ttl``
-to take it; renewal and release compare the token in a Lua script, so an instance whose lock
-expired (a long GC pause, a network partition) can neither extend nor delete the lock another
-instance has taken since. The expiry is what frees the lock after a crash.
+distributed-locks/#correct-implementation-with-a-single-instance), as redis-py's ``Lock`` does
+it: ``SET key token NX PX ttl`` to take it; renewal and release compare the token in a Lua
+script, so an instance whose lock expired (a long GC pause, a network partition) can neither
+extend nor delete the lock another instance has taken since. The expiry is what frees the lock
+after a crash. This class adds what the sync needs on top: the owner's name in the token (for
+``lock_holder``), background renewal, and ``held``, which turns false when renewals stop
+succeeding for a whole ttl.
 """
 
 from __future__ import annotations
@@ -16,7 +19,10 @@ import time
 from typing import TYPE_CHECKING
 
 import structlog
-from redis.exceptions import RedisError
+from redis.asyncio.lock import Lock
+from redis.exceptions import LockNotOwnedError, RedisError
+
+from marquee_shared.streams import as_text
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -24,20 +30,6 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
 
 log = structlog.get_logger(__name__)
-
-# Delete / extend the key only while it still holds our token; 1 if done, 0 if not ours.
-_RELEASE = """
-if redis.call('get', KEYS[1]) == ARGV[1] then
-    return redis.call('del', KEYS[1])
-end
-return 0
-"""
-_EXTEND = """
-if redis.call('get', KEYS[1]) == ARGV[1] then
-    return redis.call('pexpire', KEYS[1], ARGV[2])
-end
-return 0
-"""
 
 
 class LockLostError(RuntimeError):
@@ -48,11 +40,14 @@ class RedisLock:
     """One named lock. ``owner`` is shown to others (who is syncing); the token is secret."""
 
     def __init__(self, redis: Redis, key: str, *, ttl_seconds: float, owner: str) -> None:
-        self._redis = redis
         self.key = key
         self._ttl_ms = max(1, int(ttl_seconds * 1000))
+        # thread_local=False: the token belongs to this object, whichever task renews it.
+        self._lock = Lock(
+            redis, key, timeout=self._ttl_ms / 1000, blocking=False, thread_local=False
+        )
         self.owner = owner
-        self._token: str | None = None
+        self._taken = False
         self._lost = False
         self._valid_until = 0.0
 
@@ -63,7 +58,7 @@ class RedisLock:
         The last condition matters when Redis is unreachable: renewals fail, the key expires
         over there, and we must assume another instance may have it now.
         """
-        return self._token is not None and not self._lost and time.monotonic() < self._valid_until
+        return self._taken and not self._lost and time.monotonic() < self._valid_until
 
     async def acquire(self) -> bool:
         """Take the lock if it is free; never waits."""
@@ -73,8 +68,8 @@ class RedisLock:
         # Measured before the request: the key's expiry runs from when Redis set it, which is
         # no earlier than this.
         started = time.monotonic()
-        if await self._redis.set(self.key, token, nx=True, px=self._ttl_ms):
-            self._token = token
+        if await self._lock.acquire(token=token):
+            self._taken = True
             self._lost = False
             self._valid_until = started + self._ttl_ms / 1000
             return True
@@ -82,23 +77,27 @@ class RedisLock:
 
     async def extend(self) -> bool:
         """Push the expiry out by the ttl again; False (and ``held`` turns false) if not ours."""
-        if self._token is None:
+        if not self._taken:
             return False
         started = time.monotonic()
-        extended = await self._redis.eval(_EXTEND, 1, self.key, self._token, str(self._ttl_ms))
-        if extended:
-            self._valid_until = started + self._ttl_ms / 1000
-        else:
+        try:
+            await self._lock.reacquire()  # the expiry back to the full ttl, if still ours
+        except LockNotOwnedError:
             self._lost = True
-        return bool(extended)
+            return False
+        self._valid_until = started + self._ttl_ms / 1000
+        return True
 
     async def release(self) -> bool:
         """Delete the lock if it is still ours; True if it was."""
-        token, self._token = self._token, None
-        if token is None:
+        taken, self._taken = self._taken, False
+        if not taken:
             return False
-        released = await self._redis.eval(_RELEASE, 1, self.key, token)
-        return bool(released)
+        try:
+            await self._lock.release()
+        except LockNotOwnedError:
+            return False
+        return True
 
     async def ensure(self) -> None:
         """Confirm in Redis that the lock is still ours (and renew it), or raise LockLostError.
@@ -145,5 +144,4 @@ async def lock_holder(redis: Redis, key: str) -> str | None:
     value = await redis.get(key)
     if value is None:
         return None
-    text = value.decode() if isinstance(value, bytes) else str(value)
-    return text.split("|", 1)[0]
+    return as_text(value).split("|", 1)[0]

@@ -6,13 +6,47 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
+import structlog
 from pydantic import AliasChoices, Field, HttpUrl, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from marquee_ingest.schedule import validate_cron
 from marquee_shared.settings import CommonSettings
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+log = structlog.get_logger(__name__)
+
+# Durations used to end in _SECONDS here and in _S in every other service; _S it is. The old
+# names keep working until the release after 0.1, with a warning at startup
+# (log_deprecated_names); when both are set, the new one wins.
+DEPRECATED_NAMES = {
+    "MARQUEE_INGEST_TMDB_TIMEOUT_SECONDS": "MARQUEE_INGEST_TMDB_TIMEOUT_S",
+    "MARQUEE_INGEST_SYNC_INTERVAL_SECONDS": "MARQUEE_INGEST_SYNC_INTERVAL_S",
+    "MARQUEE_INGEST_SYNC_LOCK_TTL_SECONDS": "MARQUEE_INGEST_SYNC_LOCK_TTL_S",
+}
+
+
+def _renamed(new: str) -> AliasChoices:
+    """The variable ``new``, or the deprecated name it replaces."""
+    (old,) = (o for o, n in DEPRECATED_NAMES.items() if n == new)
+    return AliasChoices(new, old)
+
+
+def deprecated_names_in(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The deprecated variables set in ``environ`` (the process's by default), each with the
+    name to use instead. Case-insensitive, like the settings themselves."""
+    present = {name.upper() for name in (os.environ if environ is None else environ)}
+    return {old: new for old, new in DEPRECATED_NAMES.items() if old in present}
+
+
+def log_deprecated_names() -> None:
+    """One warning per deprecated variable set; call once logging is configured."""
+    for old, new in deprecated_names_in().items():
+        log.warning("deprecated_setting_name", name=old, use_instead=new)
 
 
 def default_instance_name() -> str:
@@ -46,7 +80,13 @@ class IngestSettings(CommonSettings):
         description="Request rate towards TMDB. TMDB tolerates about 40/s; stay well below.",
     )
     tmdb_max_retries: int = Field(default=5, ge=0, le=20)
-    tmdb_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    tmdb_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=300,
+        validation_alias=_renamed("MARQUEE_INGEST_TMDB_TIMEOUT_S"),
+        description="Per TMDB request.",
+    )
     tmdb_concurrency: int = Field(default=8, ge=1, le=64)
     tmdb_language: str = Field(default="en-US", min_length=2, max_length=10)
     publish_batch_size: int = Field(
@@ -54,10 +94,11 @@ class IngestSettings(CommonSettings):
     )
 
     # -- the scheduled TMDB sync (the service; `marquee-ingest sync` runs one by hand) ---------
-    sync_interval_seconds: int = Field(
+    sync_interval_s: int = Field(
         default=3600,
         ge=0,
         le=31 * 24 * 3600,
+        validation_alias=_renamed("MARQUEE_INGEST_SYNC_INTERVAL_S"),
         description="Seconds between scheduled syncs, counted from when the last sync (of any "
         "instance) finished; 0 disables the schedule (admin triggers still work).",
     )
@@ -92,10 +133,11 @@ class IngestSettings(CommonSettings):
         description="Changed movies fetched, then published, per step; progress is saved "
         "after each step.",
     )
-    sync_lock_ttl_seconds: float = Field(
+    sync_lock_ttl_s: float = Field(
         default=60.0,
         ge=1.0,
         le=3600.0,
+        validation_alias=_renamed("MARQUEE_INGEST_SYNC_LOCK_TTL_S"),
         description="Expiry of the sync lock, renewed while a sync runs: how long a crashed "
         "instance blocks the others.",
     )

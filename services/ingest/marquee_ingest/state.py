@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict
 
+from marquee_shared.streams import as_text
+
 if TYPE_CHECKING:
     from redis.asyncio import Redis
     from redis.typing import EncodableT, FieldT
@@ -34,10 +36,6 @@ class StateKeys:
     def for_stream(cls, stream: str) -> StateKeys:
         base = f"{stream}:ingest"
         return cls(published=f"{base}:published", sync=f"{base}:sync", lock=f"{base}:sync:lock")
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 class PublishedCatalog:
@@ -64,7 +62,7 @@ class PublishedCatalog:
         return {
             m.tmdb_id
             for m, held in zip(movies, stored, strict=True)
-            if held is not None and _text(held) == m.content_hash()
+            if held is not None and as_text(held) == m.content_hash()
         }
 
     async def known(self, ids: Sequence[int]) -> set[int]:
@@ -124,18 +122,18 @@ class SyncState:
 
     async def read(self) -> dict[str, str]:
         raw = await self._redis.hgetall(self.key)
-        return {_text(k): _text(v) for k, v in raw.items()}
+        return {as_text(k): as_text(v) for k, v in raw.items()}
 
     async def get_time(self, name: str) -> datetime | None:
         value = await self._redis.hget(self.key, name)
-        return None if value is None else datetime.fromisoformat(_text(value))
+        return None if value is None else datetime.fromisoformat(as_text(value))
 
     async def watermark(self) -> datetime | None:
         return await self.get_time(self.WATERMARK)
 
     async def cursor(self) -> WindowCursor | None:
         value = await self._redis.hget(self.key, self.CURSOR)
-        return None if value is None else WindowCursor.model_validate_json(_text(value))
+        return None if value is None else WindowCursor.model_validate_json(as_text(value))
 
     async def save_cursor(self, cursor: WindowCursor) -> None:
         await self._redis.hset(self.key, self.CURSOR, cursor.model_dump_json())

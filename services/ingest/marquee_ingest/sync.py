@@ -151,7 +151,7 @@ class TmdbSync:
         return RedisLock(
             self.redis,
             self.keys.lock,
-            ttl_seconds=self.settings.sync_lock_ttl_seconds,
+            ttl_seconds=self.settings.sync_lock_ttl_s,
             owner=self.instance,
         )
 

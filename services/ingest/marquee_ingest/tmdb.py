@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import math
-import random
 from collections import deque
 from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from marquee_ingest.ratelimit import TokenBucket
 from marquee_ingest.records import InvalidRecord, Record, SkippedRecord, build_movie, clean_names
+from marquee_shared.backoff import Backoff
 from marquee_shared.events import Movie
 
 if TYPE_CHECKING:
@@ -282,8 +282,7 @@ class TmdbClient:
         self._timeout = httpx.Timeout(timeout_seconds)
         self._concurrency = concurrency
         self._language = language
-        self._backoff_base = backoff_base
-        self._backoff_max = backoff_max
+        self._retry_delays = Backoff(backoff_base, backoff_max, jitter=True)
         self._max_retry_after = max_retry_after
         self._max_rate_limit_waits = max_rate_limit_waits
         self.requests_sent = 0
@@ -311,7 +310,7 @@ class TmdbClient:
             base_url=str(settings.tmdb_base_url),
             rate_per_second=settings.tmdb_rate_per_second,
             max_retries=settings.tmdb_max_retries,
-            timeout_seconds=settings.tmdb_timeout_seconds,
+            timeout_seconds=settings.tmdb_timeout_s,
             concurrency=settings.tmdb_concurrency,
             language=settings.tmdb_language,
             owns_http=owns,
@@ -519,10 +518,8 @@ class TmdbClient:
             ) from exc
 
     def _backoff(self, attempt: int) -> float:
-        ceiling = min(self._backoff_max, self._backoff_base * 2.0**attempt)
-        # "Equal jitter": at least half the ceiling, so retries always spread out, plus a random
-        # half, so concurrent requests that failed together do not retry together.
-        return ceiling / 2 + random.uniform(0, ceiling / 2)  # noqa: S311 - jitter, not crypto
+        # Equal jitter: concurrent requests that failed together do not retry together.
+        return self._retry_delays.delay(attempt)
 
     async def _get_json(self, path: str, params: Mapping[str, str]) -> Any | None:  # noqa: PLR0912 - one loop is the retry policy
         """GET with retries; the decoded JSON, or None for 404."""

@@ -17,12 +17,13 @@ import structlog
 from prometheus_client import Counter, Gauge
 
 from marquee_shared.asgi import send_json_error
+from marquee_shared.health import PROBE_PATHS
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Receive, Scope, Send
 
-EXEMPT_PATHS = frozenset({"/health", "/ready", "/metrics"})
-"""Probes and scrapes are answered even under overload: a busy replica is not a dead one."""
+# Probes and scrapes are answered even under overload: a busy replica is not a dead one.
+EXEMPT_PATHS = PROBE_PATHS
 
 IN_FLIGHT = Gauge("marquee_search_requests_in_flight", "Requests this replica is answering")
 REFUSED = Counter(

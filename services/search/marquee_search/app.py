@@ -12,8 +12,6 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
 import anthropic
-import anyio.to_thread
-import httpx
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -23,12 +21,12 @@ from threadpoolctl import threadpool_limits
 from marquee_search.admission import AdmissionLimit
 from marquee_search.engine import (
     KeywordIndexLoadingError,
-    MovieNotFoundError,
     NoKnownMoviesError,
     SearchEngine,
     SimilarFloor,
     Tuning,
 )
+from marquee_search.follow import Encoders, Serving, ServingSwitch, open_serving
 from marquee_search.llm_rerank import ClaudeReranker
 from marquee_search.model_guard import ModelGuard
 from marquee_search.ranker import LearnedRanker, RankerParams
@@ -37,22 +35,19 @@ from marquee_search.routes_discover import router as discover_router
 from marquee_search.routes_stats import router as stats_router
 from marquee_search.settings import SearchSettings
 from marquee_search.sync import IndexSync
-from marquee_shared.chroma import check_collection_model, open_collection
 from marquee_shared.health import Check, health_routes
+from marquee_shared.httpapi import install_catalog_errors
 from marquee_shared.internal_auth import InternalTokenMiddleware
 from marquee_shared.jsonbody import install_validation_errors
 from marquee_shared.logging import configure_logging
-from marquee_shared.model.encoder import Encoder, check_backend, load_encoder
-from marquee_shared.model.identity import report_model
-from marquee_shared.model.resolve import resolve_model
+from marquee_shared.migration import AliasFollower, read_live_or_configured
+from marquee_shared.model.encoder import Encoder
 from marquee_shared.model.windows import Windower, WindowParams
 from marquee_shared.requests import RequestContextMiddleware
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
-    from pathlib import Path
 
-    from chromadb.api import AsyncClientAPI
     from chromadb.api.models.AsyncCollection import AsyncCollection
 
 log = structlog.get_logger(__name__)
@@ -73,19 +68,13 @@ def create_app(
         # 1.07 ms over 16k vectors) but then busy-waited about 5 ms for more work: 6 ms of CPU
         # per search instead of 1, taken from the requests (docs/performance.md).
         threadpool_limits(limits=1, user_api="blas")
-        model_path, guard, chroma, collection = await _open_index(settings)
-        app.state.model_guard = guard  # read by every route (routes.get_engine) and /ready
-        model = encoder
-        if model is None:
-            model = await anyio.to_thread.run_sync(
-                lambda: load_encoder(
-                    model_path,
-                    settings.backend,
-                    threads=settings.torch_threads,
-                    cache_dir=settings.onnx_cache_dir,
-                    spin=False,
-                )
-            )
+        if settings.model_path is not None:
+            log.warning("model_path_deprecated", hint="set MARQUEE_SEARCH_MODEL instead")
+        redis: Redis = Redis.from_url(str(settings.redis_url))
+        # The collection the index alias names (a model migration's switch moves it), else the
+        # configured one; followed while running (follow.py).
+        live = await read_live_or_configured(redis, settings.chroma_collection)
+        serving = await open_serving(settings, live, encoders := Encoders(settings, encoder))
         # A ranker file that cannot serve stops startup here, with its reason, rather than
         # answering with another ranking than the one configured.
         ranker = None
@@ -94,39 +83,58 @@ def create_app(
                 settings.ranker_model, RankerParams(min_words=settings.ranker_min_words)
             )
         windows = WindowParams(max_tokens=settings.window_tokens)
-        windower = Windower(model_path, windows)
-        redis: Redis = Redis.from_url(str(settings.redis_url))
         llm = _llm_reranker(settings, redis)
-        sync = IndexSync(
-            collection,
+
+        def make_sync(collection: AsyncCollection) -> IndexSync:
+            vectors = settings.exact_max_movies > 0
+            return IndexSync(collection, redis, settings.index_changes_stream, vectors=vectors)
+
+        def make_engine(serving: Serving, sync: IndexSync) -> SearchEngine:
+            return SearchEngine(
+                serving.collection,
+                serving.encoder,
+                settings.query_cache_size,
+                sync,
+                exact_max_movies=settings.exact_max_movies,
+                encode_passes=settings.encode_passes,
+                ranker=ranker,
+                windower=Windower(serving.model_path, windows),
+                tuning=Tuning(
+                    windows=windows,
+                    similar_floor=SimilarFloor(
+                        settings.similar_min_votes, settings.similar_min_rating
+                    ),
+                ),
+                llm_reranker=llm,
+            )
+
+        # Sets app.state.engine and app.state.model_guard, read by every route and /ready.
+        switch = ServingSwitch(
+            app.state,
+            settings=settings,
+            encoders=encoders,
+            make_sync=make_sync,
+            make_engine=make_engine,
+            checks=checks,
+        )
+        sync = switch.start(serving)
+        follower = AliasFollower(
             redis,
-            settings.index_changes_stream,
-            vectors=settings.exact_max_movies > 0,
+            settings.chroma_collection,
+            live,
+            switch.switch,
+            interval_s=settings.alias_poll_s,
+            service="search",
         )
-        following = asyncio.create_task(sync.run(), name="keyword-index-sync")
-        app.state.engine = SearchEngine(
-            collection,
-            model,
-            settings.query_cache_size,
-            sync,
-            exact_max_movies=settings.exact_max_movies,
-            encode_passes=settings.encode_passes,
-            ranker=ranker,
-            windower=windower,
-            tuning=Tuning(
-                windows=windows,
-                similar_floor=SimilarFloor(settings.similar_min_votes, settings.similar_min_rating),
-            ),
-            llm_reranker=llm,
-        )
-        checks.update(chroma=chroma.heartbeat, keyword_index=sync.ready, model=guard.ready)
+        following = asyncio.create_task(follower.run(), name="index-alias-follower")
         with contextlib.suppress(TimeoutError):
             # Small catalogs load in a second: serve complete answers from the first request.
             # A large one keeps loading in the background; /ready says when it is done.
             await asyncio.wait_for(sync.loaded.wait(), settings.keyword_startup_wait_s)
         log.info(
             "search_started",
-            model=str(guard.model),
+            model=str(serving.model),
+            collection=serving.collection_name,
             backend=settings.backend,
             startup_s=round(time.perf_counter() - started, 2),
             keyword_index=len(sync.mirror) if sync.mirror is not None else "loading",
@@ -137,10 +145,7 @@ def create_app(
             yield
         finally:
             following.cancel()
-            guard.stop()
-            # Bounded: a load running in a worker thread cannot be interrupted, and shutdown
-            # must not wait for it (the process is going away anyway).
-            await asyncio.wait({following}, timeout=5)
+            await switch.stop()
             if llm is not None:
                 await llm.aclose()
             await redis.aclose()
@@ -161,11 +166,8 @@ def create_app(
     app.include_router(discover_router)
     app.include_router(stats_router)
     install_validation_errors(app)
+    install_catalog_errors(app)
     app.router.routes.extend(health_routes("search", lambda: checks, lambda: _model_info(app)))
-
-    @app.exception_handler(MovieNotFoundError)
-    async def not_found(_: Request, exc: MovieNotFoundError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=404)
 
     @app.exception_handler(NoKnownMoviesError)
     async def no_known_movies(_: Request, exc: NoKnownMoviesError) -> JSONResponse:
@@ -175,38 +177,7 @@ def create_app(
     async def keyword_loading(_: Request, exc: KeywordIndexLoadingError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=503, headers={"Retry-After": "5"})
 
-    @app.exception_handler(ConnectionError)
-    @app.exception_handler(httpx.TransportError)
-    async def index_down(_: Request, exc: Exception) -> JSONResponse:
-        log.warning("index_unavailable", error=str(exc))
-        return JSONResponse(
-            {"detail": f"the vector index (Chroma) is unavailable: {exc}"}, status_code=503
-        )
-
     return app
-
-
-async def _open_index(
-    settings: SearchSettings,
-) -> tuple[Path, ModelGuard, AsyncClientAPI, AsyncCollection]:
-    """The model's folder, and the collection once checked to hold that model's vectors: before
-    the (slow) model load, so a wrong model stops startup at once, naming both ids."""
-    if settings.model_path is not None:
-        log.warning("model_path_deprecated", hint="set MARQUEE_SEARCH_MODEL instead")
-    model_path, model_id = await anyio.to_thread.run_sync(
-        resolve_model, settings.model_path or settings.model
-    )
-    check_backend(model_path, settings.backend)
-    chroma, collection = await open_collection(
-        settings.chroma_url, settings.chroma_collection, model=model_id
-    )
-    stored = await check_collection_model(
-        chroma, collection, model_id, service="search", stamp_unstamped=False
-    )
-    report_model("search", model_id)
-    guard = ModelGuard(chroma, collection.name, model_id, stored=stored)
-    guard.start()
-    return model_path, guard, chroma, collection
 
 
 def _model_info(app: FastAPI) -> dict[str, object]:

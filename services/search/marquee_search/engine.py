@@ -4,6 +4,7 @@ semantic / keyword / hybrid search, filters, similar movies, browsing and recomm
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
@@ -18,8 +19,11 @@ from marquee_search.catalog import hit_from_movie
 from marquee_search.features import CandidateSignals, RequestCues, candidate_features, parse_request
 from marquee_search.hybrid import DEFAULT_FUSION, FusionParams, fuse
 from marquee_search.keyword import DEFAULT_BM25, Bm25Params
+from marquee_search.kinds import DEFAULT_KINDS, Kind, KindParams, classify
 from marquee_search.taste import DEFAULT_TASTE, Recommendations, TasteParams, recommend
 from marquee_shared.api import (
+    DISLIKED_RATING,
+    LIKED_RATING,
     MovieDetail,
     MovieFilters,
     MovieHit,
@@ -29,6 +33,7 @@ from marquee_shared.api import (
     SearchMode,
     Taste,
 )
+from marquee_shared.httpapi import MovieNotFoundError
 from marquee_shared.index import genre_key, readable_movie, record_id
 from marquee_shared.model.windows import DEFAULT_WINDOWS, WindowParams, combine
 
@@ -52,12 +57,6 @@ FILTER_PATHS = Counter(
     "here), where (Chroma's filter), fallback (over-fetch fell short, then where)",
     ["path"],
 )
-
-
-class MovieNotFoundError(LookupError):
-    def __init__(self, tmdb_id: int) -> None:
-        super().__init__(f"movie {tmdb_id} is not in the catalog")
-        self.tmdb_id = tmdb_id
 
 
 class NoKnownMoviesError(LookupError):
@@ -192,6 +191,7 @@ class Tuning:
     taste: TasteParams = DEFAULT_TASTE
     filters: FilterPolicy = DEFAULT_FILTER_POLICY
     windows: WindowParams = DEFAULT_WINDOWS
+    kinds: KindParams = DEFAULT_KINDS
     similar_floor: SimilarFloor = SimilarFloor()
 
 
@@ -219,12 +219,15 @@ class SearchOutcome:
     hits: list[MovieHit]
     ranker: str
     """What ordered the hits: dense, bm25f, fusion, a learned ranker's version, +claude."""
+    kind: Kind = "description"
+    """A lookup (title, name) or a description (marquee_search.kinds): how it was fused."""
 
 
 @dataclass(frozen=True, slots=True)
 class Ranking:
     items: list[tuple[int, float]]
     ranker: str
+    kind: Kind = "description"
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,6 +241,7 @@ class Candidates:
     signals_ids: list[int] = field(default_factory=list)
     dense_ids: list[int] = field(default_factory=list)
     """The dense side's own order (evaluation)."""
+    kind: Kind = "description"
 
 
 class SearchEngine:
@@ -318,7 +322,7 @@ class SearchEngine:
             reordered = await self._llm_rerank(llm, q, hits, filters)
             if reordered is not None:
                 hits, ranker = reordered, f"{ranker}+{llm.version}"
-        return SearchOutcome(mode, hits[:k], ranker)
+        return SearchOutcome(mode, hits[:k], ranker, ranking.kind)
 
     async def _llm_rerank(
         self, llm: LlmReranker, q: str, hits: list[MovieHit], filters: MovieFilters
@@ -347,6 +351,20 @@ class SearchEngine:
         mirror = self._require_mirror()
         return mirror.keyword_top(q, k, mirror.mask(filters), self.tuning.bm25)
 
+    def fusion_for(self, q: str, keyword: Sequence[tuple[int, float]]) -> tuple[Kind, FusionParams]:
+        """A lookup is fused with its own weight (marquee_search.kinds). Requests the learned
+        ranker re-orders are always descriptions: the fused score is one of its features, and
+        it was trained on the description fusion."""
+        fusion, kinds, mirror = self.tuning.fusion, self.tuning.kinds, self.mirror
+        if not kinds.enabled or mirror is None or not keyword:
+            return "description", fusion
+        if self._ranker is not None and self._ranker.applies(len(q.split())):
+            return "description", fusion
+        kind = classify(mirror.keyword, q, mirror.row(keyword[0][0]), kinds, self.tuning.bm25)
+        if kind == "lookup":
+            return kind, dataclasses.replace(fusion, alpha=kinds.lookup_alpha)
+        return kind, fusion
+
     def windows(self, q: str) -> list[str]:
         """The texts the model encodes for a request: the request itself when it fits."""
         return [q] if self._windower is None else self._windower.windows(q)
@@ -368,7 +386,7 @@ class SearchEngine:
             q, filters, k, signals_depth=0 if ranker is None else ranker.params.depth
         )
         if ranker is None or found.signals is None:
-            return Ranking(found.fused[:k], "fusion")
+            return Ranking(found.fused[:k], "fusion", found.kind)
         scores = ranker.score(self.features(q, found))
         order = np.lexsort((np.arange(len(scores)), -scores))
         ids = found.signals_ids
@@ -391,11 +409,11 @@ class SearchEngine:
         """The fused candidates of a request, and for the first ``signals_depth`` of them what
         retrieval computed about each: the learned ranker's input, for serving and for
         training (bench/train_ranker.py)."""
-        fusion = self.tuning.fusion
-        depth = max(fusion.depth, k)
+        depth = max(self.tuning.fusion.depth, k)
         windows = self.windows(q)
         encoding = asyncio.ensure_future(self.embed_windows(windows))
         keyword = self.keyword_ranking(q, depth, filters)  # while the model encodes
+        kind, fusion = self.fusion_for(q, keyword)
         queries = await encoding
         mirror = self.mirror
         cues = parse_request(q, len(windows))
@@ -417,6 +435,7 @@ class SearchEngine:
                 dense_of=lambda r: (dense_score[r], head[r], best[r], mean[r]),
                 depth=signals_depth,
                 dense=dense,
+                kind=kind,
             )
         # Chroma answers: each window's neighbours, then every candidate's cosines to every
         # window from its stored vector (one read), combined as on the exact path.
@@ -426,7 +445,9 @@ class SearchEngine:
         pool = list(dict.fromkeys(n.tmdb_id for found in per_window for n in found))
         if len(queries) == 1 and (not signals_depth or mirror is None):
             dense = [(n.tmdb_id, n.similarity) for n in per_window[0]]
-            return Candidates(fuse(dense, keyword, fusion), cues, dense_ids=[i for i, _ in dense])
+            return Candidates(
+                fuse(dense, keyword, fusion), cues, dense_ids=[i for i, _ in dense], kind=kind
+            )
         stored = await self.vectors(list(dict.fromkeys([*pool, *(i for i, _ in keyword)])))
         ids = list(stored)
         matrix = (
@@ -444,7 +465,7 @@ class SearchEngine:
         )[:depth]
         fused = fuse(dense, keyword, fusion)
         if mirror is None:
-            return Candidates(fused, cues, dense_ids=[i for i, _ in dense])
+            return Candidates(fused, cues, dense_ids=[i for i, _ in dense], kind=kind)
         rows_of = {mirror.row(i): at[i] for i in ids}
         return self._with_signals(
             cues,
@@ -453,6 +474,7 @@ class SearchEngine:
             dense_of=lambda r: tuple(p[rows_of[r]] for p in parts),
             depth=signals_depth,
             dense=dense,
+            kind=kind,
         )
 
     @staticmethod
@@ -470,18 +492,19 @@ class SearchEngine:
         dense_of: Any,
         depth: int,
         dense: Sequence[tuple[int, float]],
+        kind: Kind,
     ) -> Candidates:
         mirror = self.mirror
         dense_ids = [i for i, _ in dense]
         if not depth or mirror is None:
-            return Candidates(fused, cues, dense_ids=dense_ids)
+            return Candidates(fused, cues, dense_ids=dense_ids, kind=kind)
         bm25 = dict(keyword)
         head = fused[:depth]
         picked = [(i, s, r) for i, s in head if (r := mirror.row(i)) is not None]
         try:
             parts = np.asarray([dense_of(r) for _, _, r in picked], np.float32).reshape(-1, 4)
         except KeyError:  # a movie the mirror holds but Chroma no longer does: skip features
-            return Candidates(fused, cues, dense_ids=dense_ids)
+            return Candidates(fused, cues, dense_ids=dense_ids, kind=kind)
         signals = CandidateSignals(
             rows=np.asarray([r for _, _, r in picked], np.intp),
             dense=parts[:, 0],
@@ -492,7 +515,7 @@ class SearchEngine:
             fused=np.asarray([s for _, s, _ in picked], np.float32),
             vectors=self._mirrored_vectors(mirror, [r for _, _, r in picked]),
         )
-        return Candidates(fused, cues, signals, [i for i, _, _ in picked], dense_ids)
+        return Candidates(fused, cues, signals, [i for i, _, _ in picked], dense_ids, kind)
 
     async def _hits(
         self, ranked: Sequence[tuple[int, float]], filters: MovieFilters | None = None
@@ -732,10 +755,10 @@ class SearchEngine:
         liked: dict[int, float] = dict.fromkeys(request.liked, 1.0)
         disliked = list(request.disliked)
         for r in request.ratings:
-            if r.rating >= 4:
+            if r.rating >= LIKED_RATING:
                 # 4 stars weigh 1, 5 stars 2: a favourite pulls its taste harder.
-                liked[r.tmdb_id] = max(liked.get(r.tmdb_id, 0.0), r.rating - 3.0)
-            elif r.rating <= 2:
+                liked[r.tmdb_id] = max(liked.get(r.tmdb_id, 0.0), r.rating - LIKED_RATING + 1.0)
+            elif r.rating <= DISLIKED_RATING:
                 disliked.append(r.tmdb_id)
         disliked = [i for i in dict.fromkeys(disliked) if i not in liked]
         given = {*liked, *disliked, *request.seen, *(r.tmdb_id for r in request.ratings)}

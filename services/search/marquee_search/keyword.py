@@ -120,6 +120,7 @@ class KeywordIndex:
     _titles: dict[int, str] = field(default_factory=dict)
     """Per row, the folded title for whole-title fuzzy matching."""
     _title_choices: tuple[list[int], list[str]] | None = None
+    _title_memo: tuple[tuple[str, float], list[tuple[int, float]]] | None = None
     """Per row, the unstemmed words of its name fields (the fuzzy vocabulary's counts)."""
     _lengths: NDArray[np.float32] = field(init=False)
     _totals: NDArray[np.float64] = field(init=False)
@@ -187,6 +188,7 @@ class KeywordIndex:
         """Index many movies at once into an empty index (one concatenation per term, not one
         per posting: building the whole catalog this way takes seconds, not minutes)."""
         assert not self._doc_terms, "bulk_add fills an empty index"
+        self._title_choices = None
         rows_by_term: dict[str, list[int]] = {}
         tf_by_term: dict[str, list[list[int]]] = {}
         for row, fields in docs:
@@ -355,6 +357,11 @@ class KeywordIndex:
         if self._title_choices is None:
             rows = sorted(self._titles)
             self._title_choices = (rows, [self._titles[r] for r in rows])
+            self._title_memo = None
+        key = (text, min_similarity)
+        if self._title_memo is not None and self._title_memo[0] == key:
+            # The same request asked twice in a row (its score, then its kind): one scan.
+            return self._title_memo[1]
         rows, titles = self._title_choices
         matches = process.extract(
             " ".join(fold(text).split()),
@@ -364,7 +371,9 @@ class KeywordIndex:
             score_cutoff=min_similarity,
             limit=20,
         )
-        return [(rows[i], float(similarity)) for _, similarity, i in matches]
+        found = [(rows[i], float(similarity)) for _, similarity, i in matches]
+        self._title_memo = (key, found)
+        return found
 
 
 def _title_key(fields: Mapping[str, str]) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import structlog
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 
 from marquee_search.engine import SearchEngine
@@ -20,10 +20,9 @@ from marquee_shared.api import (
     query_too_long,
 )
 from marquee_shared.chroma import ModelMismatchError
+from marquee_shared.httpapi import TmdbIdPath
 
 router = APIRouter()
-
-TmdbIdPath = Annotated[int, Path(gt=0, lt=2**31, description="TMDB movie id")]
 
 
 async def get_engine(request: Request) -> SearchEngine:
@@ -54,12 +53,13 @@ async def query_within_cap(request: Request) -> None:
 async def search(params: Annotated[SearchParams, Query()], engine: Engine) -> SearchResponse:
     found = await engine.search(params.q, params.k, params, params.mode)
     filters = MovieFilters.model_validate(params.model_dump(exclude={"q", "k", "mode"}))
-    structlog.contextvars.bind_contextvars(ranker=found.ranker)
+    structlog.contextvars.bind_contextvars(ranker=found.ranker, query_kind=found.kind)
     return SearchResponse(
         query=params.q,
         k=params.k,
         mode=found.mode,
         ranker=found.ranker,
+        query_kind=found.kind,
         filters=filters,
         results=found.hits,
     )

@@ -140,6 +140,13 @@ class SearchSettings(CommonSettings):
         description="The embedders' changelog of Chroma writes, tailed by every replica (plain "
         "XREAD, no group) to keep its keyword index in step.",
     )
+    alias_poll_s: float = Field(
+        default=1.0,
+        gt=0,
+        description="How often the replica reads the index alias; when a model migration's "
+        "switch (or rollback) moves it, the replica loads the new collection and its model in "
+        "the background and then serves from it (docs/operations.md).",
+    )
     keyword_startup_wait_s: float = Field(
         default=60.0,
         ge=0,

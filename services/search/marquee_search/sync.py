@@ -27,6 +27,7 @@ import structlog
 from prometheus_client import Counter, Gauge
 
 from marquee_search.catalog import CatalogMirror
+from marquee_shared.backoff import Backoff
 from marquee_shared.index import movie_from_metadata, record_id
 from marquee_shared.streams import as_text
 
@@ -130,6 +131,10 @@ class IndexSync:
         )
         return mirror, position, consumed
 
+    async def load_now(self) -> None:
+        """Load the mirror before serving it (a replica switching collections)."""
+        self._install(*await self.load())
+
     def _install(self, mirror: CatalogMirror, position: str, consumed: int) -> None:
         self.mirror, self.position, self.consumed = mirror, position, consumed
         MOVIES.set(len(mirror))
@@ -198,19 +203,19 @@ class IndexSync:
 
     async def run(self) -> None:
         """Load (retrying until Chroma and Redis answer), then follow the changelog forever."""
-        delay = 0.5
+        backoff = Backoff(first=0.5, cap=10.0)
         while True:
             try:
                 if self.mirror is None:
                     self._install(*await self.load())
                 await self.poll()
-                delay = 0.5
+                backoff.reset()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - keep following; the index stays served
+                delay = backoff.next()
                 log.warning("keyword_sync_failed", error=repr(exc)[:300], retry_in=delay)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
 
     async def ready(self) -> None:
         """Readiness check: the keyword index is loaded."""

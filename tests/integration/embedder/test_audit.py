@@ -4,10 +4,6 @@ the real `marquee-embedder` CLI against real servers and a running embedder."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,27 +11,14 @@ import pytest
 from marquee_embedder.app import create_app
 from marquee_shared.events import MovieDeleted
 from marquee_shared.streams import publish_events
-from tests.integration.embedder.test_embedder import chroma_collection, fetched
-from tests.integration.embedder.test_recovery import _group_done, eventually, fast_settings, movies
 from tests.support.asgi import serve
+from tests.support.chroma import chroma_collection
+from tests.support.embedder import fast_settings, group_done, run_cli
+from tests.support.movies import fetched
+from tests.support.movies import numbered as movies
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
-
-CLI = str(Path(sys.executable).parent / "marquee-embedder")
-
-
-def run_cli(
-    redis_url: str, chroma_url: str, collection: str, *args: str
-) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "MARQUEE_REDIS_URL": redis_url,
-        "MARQUEE_CHROMA_URL": chroma_url,
-        "MARQUEE_CHROMA_COLLECTION": collection,
-    }
-    return subprocess.run(
-        [CLI, *args], env=env, capture_output=True, text=True, timeout=120, check=False
-    )
 
 
 async def test_audit_finds_lost_outdated_resurrected_and_orphan_records_and_repair_fixes_them(
@@ -46,7 +29,7 @@ async def test_audit_finds_lost_outdated_resurrected_and_orphan_records_and_repa
     async with serve(app):
         await publish_events(redis, [fetched(m) for m in films])
         await publish_events(redis, [MovieDeleted(source="test", tmdb_id=films[11].tmdb_id)])
-        await eventually(lambda: _group_done(redis, "embedders"), what="applied")
+        await wait_until(lambda: group_done(redis, "embedders"), what="applied")
 
         clean = run_cli(redis_url, chroma_url, collection_name, "audit", "--json")
         assert clean.returncode == 0, clean.stdout + clean.stderr
@@ -82,7 +65,7 @@ async def test_audit_finds_lost_outdated_resurrected_and_orphan_records_and_repa
         )
         assert fixed.returncode == 0, fixed.stderr
         assert json.loads(fixed.stdout)["repair"] == {"deleted": 3, "republished": 2}
-        await eventually(lambda: _group_done(redis, "embedders"), what="repair applied")
+        await wait_until(lambda: group_done(redis, "embedders"), what="repair applied")
 
         again = run_cli(redis_url, chroma_url, collection_name, "audit", "--json")
         assert again.returncode == 0, again.stdout

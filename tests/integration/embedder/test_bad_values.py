@@ -30,16 +30,10 @@ from marquee_shared.events import (
     Movie,
     MovieFetched,
 )
-from tests.integration.embedder.test_audit import run_cli
-from tests.integration.embedder.test_embedder import (
-    JAWS,
-    MATRIX,
-    chroma_collection,
-    fetched,
-    settings_for,
-    wait_drained,
-)
 from tests.support.asgi import serve
+from tests.support.chroma import chroma_collection
+from tests.support.embedder import run_cli, settings_for, wait_drained
+from tests.support.movies import JAWS, MATRIX, fetched
 
 pytestmark = pytest.mark.integration
 

@@ -15,9 +15,12 @@ from marquee_embedder.streams import (
 )
 from marquee_shared.events import CATALOG_STREAM
 from marquee_shared.streams import publish_events
-from tests.integration.embedder.test_embedder import chroma_collection, fetched
-from tests.integration.embedder.test_recovery import eventually, fast_settings, movies
 from tests.support.asgi import serve
+from tests.support.chroma import chroma_collection
+from tests.support.embedder import fast_settings
+from tests.support.movies import fetched
+from tests.support.movies import numbered as movies
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -60,14 +63,14 @@ async def test_dead_consumers_are_deleted_once_their_entries_are_claimed_and_liv
             await heartbeat(redis, CATALOG_STREAM, GROUP, "quiet-replica", keep_ms=60_000)
             return await consumer_names(redis) == {settings.consumer_name, "quiet-replica"}
 
-        await eventually(only_live_ones_left, timeout=60, what="dead consumers deleted")
+        await wait_until(only_live_ones_left, timeout=60, what="dead consumers deleted")
         assert (await redis.xpending(CATALOG_STREAM, GROUP))["pending"] == 0
 
         async def two_live() -> bool:
             await heartbeat(redis, CATALOG_STREAM, GROUP, "quiet-replica", keep_ms=60_000)
             return await gauge(url, "marquee_embedder_group_consumers") == 2.0
 
-        await eventually(two_live, what="the live count exposed")
+        await wait_until(two_live, what="the live count exposed")
         deleted = await gauge(url, "marquee_embedder_consumers_deleted_total")
         assert deleted is not None
         assert deleted >= 2
@@ -84,7 +87,7 @@ async def test_a_consumer_that_holds_pending_entries_is_never_deleted(redis):
         consumers = await redis.xinfo_consumers(CATALOG_STREAM, GROUP)
         return len(consumers) == 2 and all(c["idle"] >= 50 for c in consumers)
 
-    await eventually(both_idle, what="both consumers idle for 50 ms")
+    await wait_until(both_idle, what="both consumers idle for 50 ms")
     removed = await remove_dead_consumers(redis, CATALOG_STREAM, GROUP, keep="me", dead_after_ms=50)
     assert removed == ["empty"]
     assert await consumer_names(redis) == {"holder"}

@@ -6,82 +6,24 @@ import asyncio
 import json
 from datetime import UTC, datetime, timedelta
 
-import chromadb
 import httpx
 import numpy as np
 import pytest
-from chromadb.config import Settings as ChromaSettings
 
 from marquee_embedder.app import create_app
-from marquee_embedder.settings import EmbedderSettings
 from marquee_shared.events import (
     CATALOG_STREAM,
     DEAD_LETTER_STREAM,
-    Movie,
     MovieDeleted,
-    MovieFetched,
 )
 from marquee_shared.index import movie_from_metadata
 from marquee_shared.streams import publish_events
 from tests.support.asgi import serve
+from tests.support.chroma import chroma_collection
+from tests.support.embedder import settings_for, wait_drained
+from tests.support.movies import JAWS, MATRIX, fetched
 
 pytestmark = pytest.mark.integration
-
-JAWS = Movie(
-    tmdb_id=578,
-    title="Jaws",
-    release_date="1975-06-18",
-    overview="A police chief hunts a great white shark that is eating swimmers off his island.",
-    genres=["Horror", "Thriller"],
-    directors=["Steven Spielberg"],
-    cast=["Roy Scheider", "Robert Shaw", "Richard Dreyfuss"],
-    vote_average=7.7,
-    vote_count=9000,
-    original_language="en",
-)
-MATRIX = Movie(
-    tmdb_id=603,
-    title="The Matrix",
-    year=1999,
-    overview="A hacker learns his world is a simulation built by machines and joins the rebels.",
-    genres=["Action", "Science Fiction"],
-)
-
-
-def fetched(movie: Movie, **kw: object) -> MovieFetched:
-    return MovieFetched(source="test", movie=movie, **kw)  # type: ignore[arg-type]
-
-
-def settings_for(redis_url: str, chroma_url: str, collection: str) -> EmbedderSettings:
-    return EmbedderSettings(
-        redis_url=redis_url,
-        chroma_url=chroma_url,
-        chroma_collection=collection,
-        batch_size=16,
-        poll_ms=100,
-        log_format="json",
-    )
-
-
-def chroma_collection(chroma_url: str, name: str) -> chromadb.Collection:
-    host, port = chroma_url.removeprefix("http://").split(":")
-    client = chromadb.HttpClient(
-        host=host, port=int(port), settings=ChromaSettings(anonymized_telemetry=False)
-    )
-    return client.get_collection(name)
-
-
-async def wait_drained(redis, group: str = "embedders", timeout: float = 60) -> None:  # type: ignore[no-untyped-def]
-    """Until every entry on the stream was delivered to the group and acknowledged."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while asyncio.get_running_loop().time() < deadline:
-        groups = {g["name"].decode(): g for g in await redis.xinfo_groups(CATALOG_STREAM)}
-        g = groups.get(group)
-        if g is not None and g["pending"] == 0 and g.get("lag") == 0:
-            return
-        await asyncio.sleep(0.1)
-    msg = f"stream not drained within {timeout}s: {groups}"
-    raise AssertionError(msg)
 
 
 async def metric(base_url: str, outcome: str) -> float:

@@ -11,59 +11,18 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from marquee_embedder.app import create_app
-from marquee_embedder.settings import EmbedderSettings
 from marquee_shared.deadletters import list_dead_letters, replay_dead_letters
 from marquee_shared.events import CATALOG_STREAM, Movie, MovieDeleted
 from marquee_shared.streams import publish_events, stream_backlog
 from tests.fakes.faulty_proxy import FaultyProxy
-from tests.integration.embedder.test_embedder import JAWS, MATRIX, chroma_collection, fetched
 from tests.support.asgi import serve
+from tests.support.chroma import chroma_collection
+from tests.support.embedder import fast_settings, group_done
+from tests.support.movies import JAWS, MATRIX, fetched
+from tests.support.movies import numbered as movies
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
-
-
-def fast_settings(
-    redis_url: str, chroma_url: str, collection: str, **kw: object
-) -> EmbedderSettings:
-    options: dict[str, object] = {
-        "batch_size": 16,
-        "poll_ms": 100,
-        "recovery_interval_s": 0.2,
-        "claim_idle_ms": 300,
-        "max_deliveries": 2,
-        "log_format": "json",
-        **kw,
-    }
-    return EmbedderSettings(
-        redis_url=redis_url,
-        chroma_url=chroma_url,
-        chroma_collection=collection,
-        **options,  # type: ignore[arg-type]
-    )
-
-
-def movies(n: int, start: int = 10_000) -> list[Movie]:
-    return [
-        Movie(
-            tmdb_id=start + i,
-            title=f"Film {i}",
-            year=1990 + i % 30,
-            overview=f"Story number {i} about a lighthouse keeper.",
-        )
-        for i in range(n)
-    ]
-
-
-async def eventually(check, timeout: float = 30.0, what: str = "condition"):  # type: ignore[no-untyped-def]
-    deadline = asyncio.get_running_loop().time() + timeout
-    last = None
-    while asyncio.get_running_loop().time() < deadline:
-        last = await check()
-        if last:
-            return last
-        await asyncio.sleep(0.1)
-    msg = f"{what} not reached within {timeout}s (last: {last!r})"
-    raise AssertionError(msg)
 
 
 async def test_entries_left_pending_by_a_crashed_consumer_are_claimed_and_applied(
@@ -77,7 +36,7 @@ async def test_entries_left_pending_by_a_crashed_consumer_are_claimed_and_applie
 
     app = create_app(fast_settings(redis_url, chroma_url, collection_name), encoder=encoder)
     async with serve(app):
-        await eventually(
+        await wait_until(
             lambda: _pending_is(redis, 0), what="crashed worker's entries acknowledged"
         )
     assert chroma_collection(chroma_url, collection_name).count() == 5
@@ -96,14 +55,14 @@ async def test_a_poison_event_is_dead_lettered_after_n_deliveries_and_replays_af
         app = create_app(fast_settings(redis_url, proxy.url, collection_name), encoder=encoder)
         async with serve(app):
             await publish_events(redis, [fetched(JAWS), fetched(poison), fetched(MATRIX)])
-            letters = await eventually(
+            letters = await wait_until(
                 lambda: list_dead_letters(redis), what="poison event dead-lettered"
             )
             assert len(letters) == 1
             assert '"tmdb_id":666' in letters[0].fields["event"].replace(" ", "")
             assert letters[0].deliveries >= 2
             assert "injected fault" in letters[0].reason
-            await eventually(lambda: _pending_is(redis, 0), what="everything acknowledged")
+            await wait_until(lambda: _pending_is(redis, 0), what="everything acknowledged")
             # The other events of the poisoned batch went through.
             col = chroma_collection(chroma_url, collection_name)
             assert sorted(col.get(ids=["578", "603", "666"])["ids"]) == ["578", "603"]
@@ -111,7 +70,7 @@ async def test_a_poison_event_is_dead_lettered_after_n_deliveries_and_replays_af
             proxy.poison_markers.clear()  # the fix
             replayed = await replay_dead_letters(redis, [letters[0].id])
             assert list(replayed) == [letters[0].id]
-            await eventually(lambda: _has(col, "666"), what="replayed event applied")
+            await wait_until(lambda: _has(col, "666"), what="replayed event applied")
             assert await list_dead_letters(redis) == []
 
 
@@ -127,13 +86,13 @@ async def test_chroma_outage_keeps_events_pending_and_they_apply_when_it_returns
         async with serve(app):
             proxy.down = True
             await publish_events(redis, [fetched(m) for m in movies(20)])
-            await eventually(
+            await wait_until(
                 lambda: _pending_is(redis, 20), what="all pending while Chroma is down"
             )
             await asyncio.sleep(1)
             assert await _pending_is(redis, 20)
             proxy.down = False
-            await eventually(
+            await wait_until(
                 lambda: _pending_is(redis, 0), timeout=60, what="applied after Chroma returned"
             )
     assert chroma_collection(chroma_url, collection_name).count() == 20
@@ -145,12 +104,12 @@ async def test_a_vanished_consumer_group_is_recreated_and_consumption_resumes(
     app = create_app(fast_settings(redis_url, chroma_url, collection_name), encoder=encoder)
     async with serve(app):
         await publish_events(redis, [fetched(JAWS)])
-        await eventually(lambda: _pending_and_lag_zero(redis), what="first event applied")
+        await wait_until(lambda: _pending_and_lag_zero(redis), what="first event applied")
         await redis.flushdb()  # Redis restarted without persistence: stream and group are gone
         await asyncio.sleep(0.5)
         await publish_events(redis, [fetched(MATRIX)])
         col = chroma_collection(chroma_url, collection_name)
-        await eventually(
+        await wait_until(
             lambda: _has(col, "603"), timeout=30, what="event after group loss applied"
         )
 
@@ -174,21 +133,14 @@ async def test_trimming_never_drops_an_unacknowledged_entry(
     settings = fast_settings(redis_url, chroma_url, collection_name, claim_idle_ms=3_600_000)
     app = create_app(settings, encoder=encoder)
     async with serve(app):
-        await eventually(lambda: _group_done(redis, "embedders"), what="embedders caught up")
+        await wait_until(lambda: group_done(redis, "embedders"), what="embedders caught up")
         await asyncio.sleep(1)  # several recovery ticks, each trimming what it safely can
         first = (await redis.xrange(CATALOG_STREAM, count=1))[0][0]
         assert first == held_id  # everything below the held entry trimmed, the entry kept
         await redis.xack(CATALOG_STREAM, "audit-readers", held_id)
         await redis.xgroup_destroy(CATALOG_STREAM, "audit-readers")
-        await eventually(lambda: _stream_len_at_most(redis, 1), what="stream trimmed once acked")
+        await wait_until(lambda: _stream_len_at_most(redis, 1), what="stream trimmed once acked")
     assert chroma_collection(chroma_url, collection_name).count() == 23
-
-
-async def _group_done(redis, name: str) -> bool:  # type: ignore[no-untyped-def]
-    for g in await redis.xinfo_groups(CATALOG_STREAM):
-        if g["name"].decode() == name:
-            return bool(g["pending"] == 0 and g["lag"] == 0)
-    return False
 
 
 async def _stream_len_at_most(redis, n: int) -> bool:  # type: ignore[no-untyped-def]
@@ -213,7 +165,7 @@ async def test_backpressure_holds_publishers_at_the_bound_and_nothing_is_lost(
         await publish_events(
             redis, [fetched(m) for m in movies(200)], pipeline_size=10, max_backlog=bound
         )
-        await eventually(lambda: _group_done(redis, "embedders"), timeout=120, what="drained")
+        await wait_until(lambda: group_done(redis, "embedders"), timeout=120, what="drained")
         watcher.cancel()
     assert chroma_collection(chroma_url, collection_name).count() == 200
     assert peak <= bound + 10  # at most one pipeline over the bound
@@ -241,7 +193,7 @@ async def test_deletion_then_late_older_fetch_stays_deleted_and_newest_version_w
         # Out of order: newest first, then the stale ones, one batch at a time.
         for event in [v2, gone, m2, v1, m1]:
             await publish_events(redis, [event])
-            await eventually(lambda: _group_done(redis, "embedders"), what="applied")
+            await wait_until(lambda: group_done(redis, "embedders"), what="applied")
     col = chroma_collection(chroma_url, collection_name)
     assert col.get(ids=["578"])["ids"] == []
     assert col.get(ids=["603"], include=["metadatas"])["metadatas"][0]["vote_average"] == 9.0

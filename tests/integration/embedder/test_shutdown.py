@@ -24,9 +24,12 @@ from marquee_embedder.streams import RELEASED_IDLE_MS
 from marquee_shared.events import CATALOG_STREAM, DEAD_LETTER_STREAM, Movie
 from marquee_shared.streams import publish_events
 from tests.fakes.faulty_proxy import FaultyProxy
-from tests.integration.embedder.test_embedder import chroma_collection, fetched
-from tests.integration.embedder.test_recovery import eventually, fast_settings, movies
 from tests.support.asgi import serve
+from tests.support.chroma import chroma_collection
+from tests.support.embedder import fast_settings
+from tests.support.movies import fetched
+from tests.support.movies import numbered as movies
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -115,7 +118,7 @@ async def test_sigterm_mid_batch_exits_within_the_deadline_and_loses_nothing(
         try:
             # Mid-batch: the worker's write of the marker's batch is being held by the proxy,
             # with that batch delivered to it and not acknowledged.
-            await eventually(
+            await wait_until(
                 lambda: _true(proxy.stalled > 0 or not proc.alive),
                 timeout=240,
                 what="the worker reached the stalled batch",
@@ -155,7 +158,7 @@ async def test_sigterm_mid_batch_exits_within_the_deadline_and_loses_nothing(
         redis_url, chroma_url, collection_name, batch_size=BATCH, claim_idle_ms=600_000
     )
     async with serve(create_app(settings, encoder=encoder)):
-        await eventually(lambda: group_drained(redis), timeout=240, what="everything applied")
+        await wait_until(lambda: group_drained(redis), timeout=240, what="everything applied")
 
     got = chroma_collection(chroma_url, collection_name).get(
         ids=[str(i) for i in expected], include=["metadatas"]

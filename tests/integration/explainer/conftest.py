@@ -24,6 +24,7 @@ from marquee_shared.chroma import open_collection
 from marquee_shared.events import Movie, MovieFetched
 from tests.fakes.anthropic import FakeAnthropic
 from tests.support.asgi import serve
+from tests.support.movies import movie as support_movie
 
 pytestmark = pytest.mark.integration
 
@@ -34,7 +35,7 @@ INJECTION = (
 
 
 def movie(tmdb_id: int, title: str, year: int, **fields: Any) -> Movie:
-    return Movie(tmdb_id=tmdb_id, title=title, year=year, original_language="en", **fields)
+    return support_movie(tmdb_id, title, year, original_language="en", **fields)
 
 
 MOVIES = [

@@ -113,7 +113,7 @@ async def stack(gateway, chroma_url, redis_url, gateway_collection, redis, encod
         redis_url=redis_url,
         tmdb_api_key=None,  # no TMDB: a sync request is refused (409), nothing leaves the host
         tmdb_read_token=None,
-        sync_interval_seconds=0,
+        sync_interval_s=0,
         internal_token=INTERNAL_TOKEN,
         log_format="console",
     )

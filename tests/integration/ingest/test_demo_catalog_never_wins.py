@@ -15,9 +15,10 @@ from marquee_embedder.app import create_app
 from marquee_ingest.ingest import ingest_demo, ingest_file
 from marquee_ingest.settings import IngestSettings
 from marquee_shared.index import movie_from_metadata
-from tests.integration.embedder.test_embedder import chroma_collection
-from tests.integration.embedder.test_recovery import eventually, fast_settings
 from tests.support.asgi import serve
+from tests.support.chroma import chroma_collection
+from tests.support.embedder import fast_settings
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -72,5 +73,5 @@ async def test_the_demo_never_replaces_a_newer_catalog(
             else:
                 summary = await ingest_file(catalog, redis, ingest)
             assert summary.published == N
-            await eventually(lambda: applied(redis), what=f"{step} applied")
+            await wait_until(lambda: applied(redis), what=f"{step} applied")
     assert overviews(chroma_url, collection_name) == expected

@@ -7,9 +7,6 @@ process, which must not leak into other tests.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,20 +14,9 @@ from redis.asyncio import Redis
 
 from marquee_shared.events import CATALOG_STREAM, MovieDeleted, decode_event
 from tests.fakes.tmdb import FakeTmdb
+from tests.support.ingest import run_cli
 
 pytestmark = pytest.mark.integration
-
-
-def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("MARQUEE_", "TMDB_"))}
-    return subprocess.run(
-        [sys.executable, "-m", "marquee_ingest", *args],
-        env={**base, "MARQUEE_LOG_FORMAT": "json", **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 @pytest.fixture

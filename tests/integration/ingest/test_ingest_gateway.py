@@ -62,7 +62,7 @@ def stack(
         ingest = create_ingest(
             settings.model_copy(
                 update={
-                    "sync_interval_seconds": 0,
+                    "sync_interval_s": 0,
                     "sync_initial_pages": 3,
                     "internal_token": TOKEN,
                 }

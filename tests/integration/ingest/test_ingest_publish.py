@@ -31,12 +31,13 @@ from marquee_shared.events import (
     decode_event,
 )
 from tests.fakes.tmdb import FakeTmdb, tmdb_movie
+from tests.support.movies import movie as support_movie
 
 pytestmark = pytest.mark.integration
 
 
 def movie(tmdb_id: int, title: str | None = None) -> Movie:
-    return Movie(tmdb_id=tmdb_id, title=title or f"Movie {tmdb_id}", overview="A film.")
+    return support_movie(tmdb_id, title, overview="A film.")
 
 
 async def stream_events(redis: Redis, stream: str = CATALOG_STREAM) -> list[object]:

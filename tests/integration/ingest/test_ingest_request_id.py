@@ -13,9 +13,9 @@ from redis.asyncio import Redis
 from marquee_embedder.app import create_app
 from marquee_embedder.settings import EmbedderSettings
 from marquee_shared.events import CATALOG_STREAM
-from tests.integration.embedder.test_embedder import wait_drained
-from tests.integration.ingest.test_ingest_cli_runs import run_cli
 from tests.support.asgi import serve
+from tests.support.embedder import wait_drained
+from tests.support.ingest import run_cli
 
 pytestmark = pytest.mark.integration
 

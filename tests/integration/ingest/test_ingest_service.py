@@ -36,7 +36,7 @@ DEMO_SIZE = sum(
 def service_settings(settings: IngestSettings) -> Callable[..., IngestSettings]:
     def make(**updates: Any) -> IngestSettings:
         defaults: dict[str, Any] = {
-            "sync_interval_seconds": 0,  # off unless a test turns it on
+            "sync_interval_s": 0,  # off unless a test turns it on
             "sync_initial_pages": 3,
             "tmdb_max_retries": 2,
         }
@@ -79,7 +79,7 @@ def finished(run_id: str) -> Callable[[dict[str, Any]], bool]:
 async def test_without_tmdb_credentials_it_serves_health_and_status_only(
     service_settings: Callable[..., IngestSettings], redis: Redis
 ) -> None:
-    settings = service_settings(tmdb_api_key=None, tmdb_read_token=None, sync_interval_seconds=3600)
+    settings = service_settings(tmdb_api_key=None, tmdb_read_token=None, sync_interval_s=3600)
     async with running(settings) as client:
         assert (await client.get("/health")).json() == {"status": "ok", "service": "ingest"}
         ready = await client.get("/ready")
@@ -146,8 +146,8 @@ async def test_a_second_trigger_while_a_sync_runs_is_refused(
 async def test_two_instances_started_together_run_one_scheduled_sync(
     service_settings: Callable[..., IngestSettings], redis: Redis, fake_tmdb: FakeTmdb
 ) -> None:
-    one = service_settings(sync_interval_seconds=3600, instance_name="ingest-one")
-    two = service_settings(sync_interval_seconds=3600, instance_name="ingest-two")
+    one = service_settings(sync_interval_s=3600, instance_name="ingest-one")
+    two = service_settings(sync_interval_s=3600, instance_name="ingest-two")
     async with running(one, poll_seconds=0.1) as a, running(two, poll_seconds=0.1) as b:
         # Both schedulers found the sync due at startup; once the sync is done, both agree
         # the next one is an interval after it.

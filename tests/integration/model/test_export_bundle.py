@@ -1,5 +1,5 @@
-"""export_bundle on the stock model: the bundle serves the same int8 vectors as the stock
-model's on-the-fly onnx-int8 export, under an id of its own, and stops at a changed file.
+"""export_bundle on the stock model: the bundle serves (nearly) the same int8 vectors as the
+stock model's on-the-fly onnx-int8 export, under an id of its own, and stops at a changed file.
 
 The bundle is exported once per session, from the fp32 export the session's ``encoder``
 fixture already cached (only the quantisation runs: a few seconds)."""
@@ -39,15 +39,25 @@ def stock_bundle(tmp_path_factory: pytest.TempPathFactory, encoder: object) -> t
     return out, export_bundle(stock, out, name="stock-int8", version="1", cache_dir=ONNX_CACHE)
 
 
-def test_the_bundle_gives_the_stock_models_int8_vectors(stock_bundle: tuple[Path, ModelId]) -> None:
+def test_the_bundle_ranks_like_the_stock_models_int8_export(
+    stock_bundle: tuple[Path, ModelId],
+) -> None:
     folder, bundle_id = stock_bundle
     stock_folder, stock_id = resolve_model("stock")
     texts = [movie_document(m) for m in MOVIES] + QUERIES
 
     from_bundle = load_encoder(folder, "onnx-int8", threads=1).encode(texts)
     on_the_fly = load_encoder(stock_folder, "onnx-int8", threads=1, cache_dir=ONNX_CACHE)
-    cosines = np.sum(from_bundle * on_the_fly.encode(texts), axis=1)
-    assert float(cosines.min()) > 0.99, cosines
+    reference = on_the_fly.encode(texts)
+    cosines = np.sum(from_bundle * reference, axis=1)
+    # The bundle also stores the token embeddings (Gather) in int8, which the on-the-fly
+    # export leaves in fp32 (to keep the file under 30 MB): the vectors agree to about 0.99
+    # (0.986 seen on the worst text), and what matters is that they rank the same.
+    assert float(cosines.min()) > 0.975, cosines
+    n = len(MOVIES)
+    bundle_top = np.argmax(from_bundle[n:] @ from_bundle[:n].T, axis=1)
+    reference_top = np.argmax(reference[n:] @ reference[:n].T, axis=1)
+    assert bundle_top.tolist() == reference_top.tolist()
 
     # Its own identity: other files (int8 ONNX, not safetensors), so another digest.
     assert (bundle_id.name, bundle_id.version) == ("stock-int8", "1")

@@ -3,7 +3,6 @@ the real indexer, the changelog on a real Redis, and the gateway in front."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
@@ -103,17 +102,3 @@ async def ids(url: str, **params: Any) -> list[int]:
     r = await get(url, **params)
     assert r.status_code == 200, r.text
     return [h["tmdb_id"] for h in r.json()["results"]]
-
-
-async def eventually(check: Any, timeout: float = 15.0) -> None:
-    """Retry an async assertion until it passes (the replicas apply changes within ~1 s)."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        try:
-            await check()
-        except AssertionError:
-            if asyncio.get_running_loop().time() > deadline:
-                raise
-            await asyncio.sleep(0.2)
-        else:
-            return

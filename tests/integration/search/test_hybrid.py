@@ -11,12 +11,12 @@ from marquee_shared.api import MovieFilters
 from marquee_shared.chroma import open_collection
 from tests.integration.search.conftest import (
     CHANGES,
-    eventually,
     get,
     ids,
     search_replica,
 )
 from tests.integration.search.movies import BY_ID, VILLENEUVE
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -41,6 +41,19 @@ async def test_a_directors_name_finds_their_films(stack):
         assert set(await ids(url, q="denis villeneuve", k=3, mode=mode)) == VILLENEUVE
     # A misspelt name too.
     assert set(await ids(url, q="dennis villenueve", k=3, mode="keyword")) == VILLENEUVE
+
+
+async def test_lookups_are_told_from_descriptions(stack):
+    url = stack["gateway"] + "/v1/search"
+    for q in ("the dark knigth", "denis villeneuve"):
+        body = (await get(url, q=q, k=3)).json()
+        assert body["query_kind"] == "lookup", q
+        assert body["ranker"] == "fusion"
+    body = (await get(url, q="a shark terrorizes a beach town", k=3)).json()
+    assert body["query_kind"] == "description"
+    # Keyword and semantic modes fuse nothing: nothing to tell apart.
+    body = (await get(url, q="the dark knigth", k=3, mode="keyword")).json()
+    assert body["query_kind"] == "description"
 
 
 async def test_the_mode_is_reported_and_validated(stack):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import pytest
 
@@ -11,11 +9,7 @@ from marquee_explainer.catalog import MovieRecord
 from marquee_explainer.context import ExplainContext, search_hit_context, taste_context
 from marquee_explainer.titles import TitleIndex
 from marquee_shared.events import Movie
-
-
-def movie(tmdb_id: int, title: str, year: int | None, **fields: Any) -> Movie:
-    return Movie(tmdb_id=tmdb_id, title=title, year=year, **fields)
-
+from tests.support.movies import movie
 
 JAWS = movie(
     578,

@@ -6,8 +6,14 @@ import os
 
 import pytest
 from pydantic import ValidationError
+from structlog.testing import capture_logs
 
-from marquee_ingest.settings import IngestSettings
+from marquee_ingest.settings import (
+    DEPRECATED_NAMES,
+    IngestSettings,
+    deprecated_names_in,
+    log_deprecated_names,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -18,6 +24,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
         "MARQUEE_INGEST_TMDB_API_KEY",
         "MARQUEE_INGEST_TMDB_READ_TOKEN",
         "MARQUEE_INGEST_TMDB_RATE_PER_SECOND",
+        *(n for n in os.environ if n.startswith("MARQUEE_INGEST_TMDB_TIMEOUT_")),
         *(n for n in os.environ if n.startswith("MARQUEE_INGEST_SYNC_")),
     ):
         monkeypatch.delenv(name, raising=False)
@@ -71,7 +78,7 @@ def test_nonsense_is_refused() -> None:
 def test_sync_defaults() -> None:
     settings = IngestSettings()
 
-    assert settings.sync_interval_seconds == 3600
+    assert settings.sync_interval_s == 3600
     assert settings.sync_cron is None
     assert settings.sync_initial_list == "popular"
     assert settings.sync_initial_pages == 5
@@ -85,14 +92,14 @@ def test_sync_defaults() -> None:
 
 def test_sync_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MARQUEE_INGEST_SYNC_CRON", "0 */6 * * *")
-    monkeypatch.setenv("MARQUEE_INGEST_SYNC_INTERVAL_SECONDS", "0")
+    monkeypatch.setenv("MARQUEE_INGEST_SYNC_INTERVAL_S", "0")
     monkeypatch.setenv("MARQUEE_INGEST_SYNC_SEED_DEMO", "true")
     monkeypatch.setenv("TMDB_API_KEY", "k")
 
     settings = IngestSettings()
 
     assert settings.sync_cron == "0 */6 * * *"
-    assert settings.sync_interval_seconds == 0
+    assert settings.sync_interval_s == 0
     assert settings.sync_seed_demo is True
     assert settings.has_tmdb_credentials
 
@@ -104,10 +111,63 @@ def test_sync_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
         ("sync_window_days", 0),
         ("sync_max_requests", 5),
         ("sync_chunk_size", 0),
-        ("sync_interval_seconds", -1),
+        ("sync_interval_s", -1),
         ("sync_initial_list", "upcoming"),
     ],
 )
 def test_sync_settings_out_of_range_are_refused(field: str, value: object) -> None:
     with pytest.raises(ValidationError, match=field):
         IngestSettings(**{field: value})
+
+
+DURATIONS = [
+    # (the name, the deprecated name it replaces, the field, a value)
+    ("MARQUEE_INGEST_TMDB_TIMEOUT_S", "MARQUEE_INGEST_TMDB_TIMEOUT_SECONDS", "tmdb_timeout_s", 2.5),
+    (
+        "MARQUEE_INGEST_SYNC_INTERVAL_S",
+        "MARQUEE_INGEST_SYNC_INTERVAL_SECONDS",
+        "sync_interval_s",
+        0,
+    ),
+    (
+        "MARQUEE_INGEST_SYNC_LOCK_TTL_S",
+        "MARQUEE_INGEST_SYNC_LOCK_TTL_SECONDS",
+        "sync_lock_ttl_s",
+        7,
+    ),
+]
+
+
+@pytest.mark.parametrize("deprecated", [False, True], ids=["new_name", "old_name"])
+@pytest.mark.parametrize(("name", "old", "field", "value"), DURATIONS)
+def test_durations_end_in_s_and_the_old_seconds_names_still_work_with_a_warning(
+    monkeypatch: pytest.MonkeyPatch,
+    name: str,
+    old: str,
+    field: str,
+    value: float,
+    deprecated: bool,
+) -> None:
+    monkeypatch.setenv(old if deprecated else name, str(value))
+
+    assert getattr(IngestSettings(), field) == value
+    with capture_logs() as logs:
+        log_deprecated_names()
+    warning = {"event": "deprecated_setting_name", "log_level": "warning"}
+    assert logs == ([{**warning, "name": old, "use_instead": name}] if deprecated else [])
+    assert DEPRECATED_NAMES[old] == name
+
+
+def test_the_new_name_wins_over_the_old(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MARQUEE_INGEST_SYNC_INTERVAL_SECONDS", "60")
+    monkeypatch.setenv("MARQUEE_INGEST_SYNC_INTERVAL_S", "120")
+
+    assert IngestSettings().sync_interval_s == 120
+
+
+def test_deprecated_names_are_found_in_any_case() -> None:
+    environ = {"marquee_ingest_sync_interval_seconds": "60", "PATH": "/bin"}
+
+    assert deprecated_names_in(environ) == {
+        "MARQUEE_INGEST_SYNC_INTERVAL_SECONDS": "MARQUEE_INGEST_SYNC_INTERVAL_S"
+    }

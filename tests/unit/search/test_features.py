@@ -17,6 +17,7 @@ from marquee_search.features import (
     parse_request,
 )
 from marquee_shared.events import Movie
+from tests.support.movies import movie as support_movie
 
 
 @pytest.mark.parametrize(
@@ -53,10 +54,10 @@ def test_genre_medium_language_and_era_cues() -> None:
 
 
 def movie(tmdb_id: int, title: str, year: int, genres: list[str], language: str) -> Movie:
-    return Movie(
-        tmdb_id=tmdb_id,
-        title=title,
-        year=year,
+    return support_movie(
+        tmdb_id,
+        title,
+        year,
         genres=genres,
         original_language=language,
         overview=f"The story of {title}.",

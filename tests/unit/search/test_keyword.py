@@ -12,12 +12,8 @@ from marquee_search.engine import build_where, metadata_passes
 from marquee_search.keyword import Bm25Params, KeywordIndex, max_edits, movie_fields
 from marquee_search.text import fold, tokenize, words
 from marquee_shared.api import MovieFilters
-from marquee_shared.events import Movie
 from marquee_shared.index import movie_metadata
-
-
-def movie(tmdb_id: int, title: str, **fields) -> Movie:
-    return Movie(tmdb_id=tmdb_id, title=title, **fields)
+from tests.support.movies import movie
 
 
 def test_tokenize_folds_accents_drops_stop_words_and_stems():

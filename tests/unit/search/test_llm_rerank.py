@@ -41,6 +41,7 @@ from tests.fakes.anthropic import (
     text_answer,
     tool_call,
 )
+from tests.support.movies import movie as support_movie
 
 CANDIDATES = [578, 603, 129, 862, 348]
 
@@ -252,7 +253,7 @@ def test_named_movies_come_after_the_ranked_and_before_the_rest():
 
 
 def movie(tmdb_id: int, title: str, year: int | None) -> Movie:
-    return Movie(tmdb_id=tmdb_id, title=title, year=year, overview="A film.")
+    return support_movie(tmdb_id, title, year, overview="A film.")
 
 
 @pytest.fixture
