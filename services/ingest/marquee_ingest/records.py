@@ -40,6 +40,8 @@ Record = Movie | InvalidRecord | SkippedRecord
 
 TEXT_FIELDS = ("title", "original_title", "overview", "tagline")
 LIST_FIELDS = ("genres", "directors", "cast", "keywords")
+TOP_CAST = 5
+"""Cast members kept per movie (billing order), whatever the source."""
 
 
 def _max_length(field: str) -> int:

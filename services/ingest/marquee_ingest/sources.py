@@ -27,6 +27,7 @@ import structlog
 from pydantic import ValidationError
 
 from marquee_ingest.records import (
+    TOP_CAST,
     InvalidRecord,
     Record,
     Repair,
@@ -49,7 +50,6 @@ FormatChoice = FileFormat | Literal["auto"]
 CSV_FIELD_LIMIT = 64 * 1024 * 1024
 """The csv module's default 128 KiB per field is below some keyword/credit JSON cells."""
 TMDB5000_CREDITS_NAME = "tmdb_5000_credits.csv"
-TOP_CAST = 5
 
 _CATALOG_REQUIRED = frozenset({"tmdb_id", "title"})
 _TMDB5000_REQUIRED = frozenset({"id", "title", "genres", "keywords", "budget"})

@@ -7,7 +7,8 @@ from datetime import UTC, date, datetime
 import pytest
 
 from marquee_ingest.records import InvalidRecord
-from marquee_ingest.tmdb import movie_fields_from_tmdb, movie_from_tmdb, parse_retry_after
+from marquee_ingest.tmdb import parse_retry_after
+from marquee_ingest.tmdb_mapping import movie_fields_from_tmdb, movie_from_tmdb
 from marquee_shared.events import Movie
 from tests.fakes.tmdb import tmdb_movie
 
