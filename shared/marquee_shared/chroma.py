@@ -13,7 +13,7 @@ embedder and search refuse to start against a collection stamped with another mo
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import chromadb
 import structlog
@@ -24,12 +24,15 @@ from marquee_shared.backoff import Backoff
 from marquee_shared.model.identity import ModelId
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     from chromadb.api import AsyncClientAPI
     from chromadb.api.models.AsyncCollection import AsyncCollection
     from pydantic import AnyHttpUrl, SecretStr
 
 
 log = structlog.get_logger(__name__)
+T = TypeVar("T")
 
 MODEL_KEY = "marquee:model"
 """Collection metadata: the id of the model whose vectors the collection holds."""
@@ -77,11 +80,15 @@ def auth_headers(token: SecretStr | None) -> dict[str, str] | None:
     return {TOKEN_HEADER: token.get_secret_value()} if token is not None else None
 
 
-async def connect(
-    chroma_url: AnyHttpUrl, *, wait_s: float = 30.0, token: SecretStr | None = None
-) -> AsyncClientAPI:
-    """A client once the server answers (retrying while it starts), no collection touched:
-    for the migration commands, which must not re-create a collection a migration dropped."""
+async def _when_up(
+    chroma_url: AnyHttpUrl,
+    token: SecretStr | None,
+    wait_s: float,
+    first_call: Callable[[AsyncClientAPI], Awaitable[T]],
+) -> tuple[AsyncClientAPI, T]:
+    """A client and the answer to its first call, retrying both (with backoff) until the
+    server answers or ``wait_s`` has passed. A refused token is not retried: waiting cannot
+    fix it."""
     deadline = asyncio.get_running_loop().time() + wait_s
     backoff = Backoff(first=0.2, cap=2.0)
     while True:
@@ -91,16 +98,30 @@ async def connect(
                 port=chroma_url.port or 8000,
                 ssl=chroma_url.scheme == "https",
                 headers=auth_headers(token),
+                # Telemetry would try to reach the internet from every process.
                 settings=ChromaClientSettings(anonymized_telemetry=False),
             )
-            await client.heartbeat()
+            answer = await first_call(client)
+        except ChromaAuthError as exc:
+            raise ChromaAuthRefusedError(chroma_url, token) from exc
         except Exception as exc:
             if asyncio.get_running_loop().time() > deadline:
                 msg = f"cannot reach Chroma at {chroma_url} after {wait_s:g}s: {exc}"
                 raise ConnectionError(msg) from exc
-            await asyncio.sleep(backoff.next())
+            delay = backoff.next()
+            log.warning("chroma_unavailable", url=str(chroma_url), error=str(exc), retry_in=delay)
+            await asyncio.sleep(delay)
         else:
-            return client
+            return client, answer
+
+
+async def connect(
+    chroma_url: AnyHttpUrl, *, wait_s: float = 30.0, token: SecretStr | None = None
+) -> AsyncClientAPI:
+    """A client once the server answers (retrying while it starts), no collection touched:
+    for the migration commands, which must not re-create a collection a migration dropped."""
+    client, _ = await _when_up(chroma_url, token, wait_s, lambda c: c.heartbeat())
+    return client
 
 
 async def open_collection(
@@ -115,40 +136,21 @@ async def open_collection(
     With ``model``, a collection created here is stamped with it (an existing one is left as
     it is: check it with ``check_collection_model``). With ``token`` (MARQUEE_CHROMA_TOKEN),
     every request carries it."""
-    deadline = asyncio.get_running_loop().time() + wait_s
-    backoff = Backoff(first=0.2, cap=2.0)
-    while True:
-        try:
-            client = await chromadb.AsyncHttpClient(
-                host=chroma_url.host or "127.0.0.1",
-                port=chroma_url.port or 8000,
-                ssl=chroma_url.scheme == "https",
-                headers=auth_headers(token),
-                # Telemetry would try to reach the internet from every process.
-                settings=ChromaClientSettings(anonymized_telemetry=False),
-            )
-            collection = await client.get_or_create_collection(
-                name,
-                # Vectors are L2-normalised, so cosine is the natural space; no embedding
-                # function: vectors always come from our model, never Chroma's default
-                # (which would download one at run time).
-                configuration={"hnsw": {"space": "cosine"}},
-                # Applied only when the collection is created (Chroma ignores it otherwise), so
-                # two services starting together cannot both stamp a new collection.
-                metadata={MODEL_KEY: str(model)} if model is not None else None,
-                embedding_function=None,
-            )
-        except ChromaAuthError as exc:
-            raise ChromaAuthRefusedError(chroma_url, token) from exc
-        except Exception as exc:
-            if asyncio.get_running_loop().time() > deadline:
-                msg = f"cannot reach Chroma at {chroma_url} after {wait_s:g}s: {exc}"
-                raise ConnectionError(msg) from exc
-            delay = backoff.next()
-            log.warning("chroma_unavailable", url=str(chroma_url), error=str(exc), retry_in=delay)
-            await asyncio.sleep(delay)
-        else:
-            return client, collection
+
+    def get_or_create(client: AsyncClientAPI) -> Awaitable[AsyncCollection]:
+        return client.get_or_create_collection(
+            name,
+            # Vectors are L2-normalised, so cosine is the natural space; no embedding
+            # function: vectors always come from our model, never Chroma's default (which
+            # would download one at run time).
+            configuration={"hnsw": {"space": "cosine"}},
+            # Applied only when the collection is created (Chroma ignores it otherwise), so
+            # two services starting together cannot both stamp a new collection.
+            metadata={MODEL_KEY: str(model)} if model is not None else None,
+            embedding_function=None,
+        )
+
+    return await _when_up(chroma_url, token, wait_s, get_or_create)
 
 
 def collection_model(collection: AsyncCollection) -> str | None:
