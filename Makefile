@@ -42,11 +42,13 @@ test: install
 unit: install
 	$(BIN)/python -m pytest tests/unit $(ARGS)
 
-# Embeds the 15.8k-movie catalog once (cached under .data/eval/), then measures.
+# Embeds the 15.8k-movie catalog once per model (cached under .data/eval/), then measures.
 eval: install
 	$(BIN)/python bench/eval_search.py --write
 	$(BIN)/python bench/filters.py --write
 	$(BIN)/python bench/eval_recs.py --write
+	@# Stock against the packaged movie-tuned encoder, side by side (embeds the catalog once more).
+	$(BIN)/python bench/eval_encoder.py --model movie-tuned --write
 
 # The learned ranker, from the tune split of tomt_dev (seeded: the same file on every run).
 train-ranker: install

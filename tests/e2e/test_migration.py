@@ -94,6 +94,11 @@ def search_model(stack: devstack.Stack) -> str:
     return str(httpx.get(stack.search_url + "/ready", timeout=10).json().get("model"))
 
 
+def explainer_collection(stack: devstack.Stack) -> str:
+    url = f"http://127.0.0.1:{stack.ports.explainer}/ready"
+    return str(httpx.get(url, timeout=10).json().get("collection"))
+
+
 class SearchLoad(threading.Thread):
     """Searches through the gateway, one after another, until stopped."""
 
@@ -229,10 +234,12 @@ def test_model_migration_under_load_with_updates_deletes_and_kill_9(tmp_path, ca
         r = admin(stack, "POST", "/switch")
         assert r.status_code == 200, r.text
         wait(lambda: search_model(stack) == str(alt_id), "search on the new model", stack, 120)
-        time.sleep(2)  # the explainer's alias poll too, before the old collection goes
+        # The explainer follows the alias too, before the old collection goes.
+        wait(lambda: explainer_collection(stack) == target, "the explainer on it", stack, 60)
         out = json.loads(cli(stack, "migrate", "finish", "--json"))
         assert out == {"dropped": LOGICAL, "live_collection": target}
-        time.sleep(2)
+        after_finish = len(load.codes)
+        wait(lambda: len(load.codes) >= after_finish + 10, "searches after finish", stack, 60)
         load.stopping.set()
         load.join(30)
         assert len(load.codes) > 20, "too few searches ran during the migration"

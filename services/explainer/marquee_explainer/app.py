@@ -50,6 +50,8 @@ def create_app(settings: ExplainerSettings | None = None) -> FastAPI:
     settings = settings or ExplainerSettings()
     configure_logging(settings.log_level, settings.log_format)
     checks: dict[str, Check] = {}
+    reading: dict[str, object] = {}
+    """What /ready reports beside its checks: the collection read (it moves with the alias)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -64,6 +66,7 @@ def create_app(settings: ExplainerSettings | None = None) -> FastAPI:
         catalog = Catalog(collection)
         titles = CatalogTitles(catalog, settings.title_refresh_s)
         await titles.refresh()
+        reading.update(collection=live.collection)
 
         async def follow(moved: LiveIndex) -> None:
             _, new = await open_collection(
@@ -71,6 +74,7 @@ def create_app(settings: ExplainerSettings | None = None) -> FastAPI:
             )
             catalog.use(new)
             await titles.refresh()
+            reading.update(collection=moved.collection)
 
         follower = AliasFollower(
             redis,
@@ -120,7 +124,7 @@ def create_app(settings: ExplainerSettings | None = None) -> FastAPI:
     app.include_router(router)
     install_validation_errors(app)
     install_catalog_errors(app)
-    app.router.routes.extend(health_routes("explainer", lambda: checks))
+    app.router.routes.extend(health_routes("explainer", lambda: checks, lambda: reading))
 
     @app.exception_handler(NoKnownTasteError)
     async def no_known_taste(_: Request, exc: NoKnownTasteError) -> JSONResponse:

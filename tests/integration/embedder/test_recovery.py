@@ -134,9 +134,14 @@ async def test_trimming_never_drops_an_unacknowledged_entry(
     app = create_app(settings, encoder=encoder)
     async with serve(app):
         await wait_until(lambda: group_done(redis, "embedders"), what="embedders caught up")
-        await asyncio.sleep(1)  # several recovery ticks, each trimming what it safely can
-        first = (await redis.xrange(CATALOG_STREAM, count=1))[0][0]
-        assert first == held_id  # everything below the held entry trimmed, the entry kept
+
+        async def trimmed_to_the_held_entry() -> bool:
+            first = (await redis.xrange(CATALOG_STREAM, count=1))[0][0]
+            return bool(first == held_id)
+
+        # Recovery ticks trim what they safely can: everything below the held entry, not it.
+        await wait_until(trimmed_to_the_held_entry, what="trimmed up to the held entry")
+        assert (await redis.xrange(CATALOG_STREAM, count=1))[0][0] == held_id
         await redis.xack(CATALOG_STREAM, "audit-readers", held_id)
         await redis.xgroup_destroy(CATALOG_STREAM, "audit-readers")
         await wait_until(lambda: _stream_len_at_most(redis, 1), what="stream trimmed once acked")

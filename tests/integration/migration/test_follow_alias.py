@@ -150,7 +150,12 @@ async def test_search_and_explainer_follow_switch_rollback_and_finish(
             await wait_until(
                 await followed(str(alt_id)), what="search on the new model again", timeout=60
             )
-            await asyncio.sleep(1)  # searches keep flowing on the new side
+            switched_at = len(load.codes)
+
+            async def searches_on_the_new_side() -> bool:
+                return len(load.codes) >= switched_at + 10
+
+            await wait_until(searches_on_the_new_side, what="searches after the switch")
         assert load.codes, "no search ran during the switch"
         assert set(load.codes) == {200}, load.errors[:5]
         assert not load.errors
@@ -158,7 +163,15 @@ async def test_search_and_explainer_follow_switch_rollback_and_finish(
         assert "marquee_search_index_switches_total 3.0" in metrics
 
         # The explainer followed too: once the old collection is dropped, it still answers.
-        await asyncio.sleep(2.5)  # two of its alias polls
+        status = await read_status(redis, collection_name)
+        assert status is not None
+        alt_collection = status.target.collection
+
+        async def explainer_reads_the_target() -> bool:
+            ready = (await client.get(explainer + "/ready")).json()
+            return bool(ready.get("collection") == alt_collection)
+
+        await wait_until(explainer_reads_the_target, what="the explainer on the new collection")
         code, _, err = await migrate(capsys, "finish")
         assert code == 0, err
         r = await client.post(
