@@ -180,7 +180,7 @@ async def run_taste(
     out = []
     for user in users:
         liked = user.liked if weighted else dict.fromkeys(user.liked, 1.0)
-        result = await engine.recommend_ids(
+        result = await _recommender(engine).recommend_ids(
             liked=liked,
             disliked=user.disliked if weighted else [],
             exclude=user.exclude,
@@ -191,6 +191,15 @@ async def run_taste(
         )
         out.append([p.tmdb_id for p in result.picks])
     return out
+
+
+def _recommender(engine: Any) -> Any:
+    """The service's Recommender over a real engine; the in-memory one recommends itself."""
+    if isinstance(engine, MemoryEngine):
+        return engine
+    from marquee_search.recommender import Recommender
+
+    return Recommender(engine)
 
 
 class MemoryEngine:

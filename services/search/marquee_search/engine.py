@@ -20,18 +20,12 @@ from marquee_search.features import CandidateSignals, RequestCues, candidate_fea
 from marquee_search.hybrid import DEFAULT_FUSION, FusionParams, fuse
 from marquee_search.keyword import DEFAULT_BM25, Bm25Params
 from marquee_search.kinds import DEFAULT_KINDS, Kind, KindParams, classify
-from marquee_search.taste import DEFAULT_TASTE, Recommendations, TasteParams, recommend
+from marquee_search.taste import DEFAULT_TASTE, TasteParams
 from marquee_shared.api import (
-    DISLIKED_RATING,
-    LIKED_RATING,
     MovieDetail,
     MovieFilters,
     MovieHit,
-    RecommendationRequest,
-    RecommendationResponse,
-    RecommendedMovie,
     SearchMode,
-    Taste,
 )
 from marquee_shared.httpapi import MovieNotFoundError
 from marquee_shared.index import genre_key, readable_movie, record_id
@@ -311,12 +305,12 @@ class SearchEngine:
             return SearchOutcome(mode, self._as_hits(found), "dense")
         if mode == "keyword":
             ranked = self.keyword_ranking(q, k, filters)
-            return SearchOutcome(mode, await self._hits(ranked, filters), "bm25f")
+            return SearchOutcome(mode, await self.hits(ranked, filters), "bm25f")
         llm = self._llm
         wants_llm = llm is not None and llm.wants(q)
         depth = max(k, llm.candidates) if wants_llm and llm is not None else k
         ranking = await self.hybrid_ranking(q, depth, filters)
-        hits = await self._hits(ranking.items, filters)
+        hits = await self.hits(ranking.items, filters)
         ranker = ranking.ranker
         if wants_llm and llm is not None:
             reordered = await self._llm_rerank(llm, q, hits, filters)
@@ -340,7 +334,7 @@ class SearchEngine:
         if extra and mirror is not None:
             keep = mirror.mask(filters)
             allowed = [i for i in extra if (r := mirror.row(i)) is not None and keep[r]]
-            for hit in await self._hits([(i, 0.0) for i in allowed], filters):
+            for hit in await self.hits([(i, 0.0) for i in allowed], filters):
                 by_id[hit.tmdb_id] = hit
         ranked = [by_id[i] for i in dict.fromkeys(order) if i in by_id]
         seen = {h.tmdb_id for h in ranked}
@@ -517,7 +511,7 @@ class SearchEngine:
         )
         return Candidates(fused, cues, signals, [i for i, _, _ in picked], dense_ids, kind)
 
-    async def _hits(
+    async def hits(
         self, ranked: Sequence[tuple[int, float]], filters: MovieFilters | None = None
     ) -> list[MovieHit]:
         """Result rows for ranked (tmdb id, score) pairs: from the mirror, which the changelog
@@ -747,113 +741,14 @@ class SearchEngine:
         scores = {
             int(mirror.tmdb_ids[r]): float(values[r]) for r in map(mirror.row, ids) if r is not None
         }
-        return await self._hits([(i, scores[i]) for i in ids])
+        return await self.hits([(i, scores[i]) for i in ids])
 
-    # -- recommendations -------------------------------------------------------------------
-
-    async def recommend(self, request: RecommendationRequest) -> RecommendationResponse:
-        liked: dict[int, float] = dict.fromkeys(request.liked, 1.0)
-        disliked = list(request.disliked)
-        for r in request.ratings:
-            if r.rating >= LIKED_RATING:
-                # 4 stars weigh 1, 5 stars 2: a favourite pulls its taste harder.
-                liked[r.tmdb_id] = max(liked.get(r.tmdb_id, 0.0), r.rating - LIKED_RATING + 1.0)
-            elif r.rating <= DISLIKED_RATING:
-                disliked.append(r.tmdb_id)
-        disliked = [i for i in dict.fromkeys(disliked) if i not in liked]
-        given = {*liked, *disliked, *request.seen, *(r.tmdb_id for r in request.ratings)}
-        result = await self.recommend_ids(
-            liked=liked,
-            disliked=disliked,
-            exclude=given,
-            k=request.k,
-            mmr_lambda=request.mmr_lambda,
-            filters=request.filters,
-        )
-        if not result.liked_ids:
-            msg = "none of the liked movies is in the catalog"
-            raise NoKnownMoviesError(msg)
-        stored = await self._collection.get(ids=[record_id(i) for i in sorted(given)], include=[])
-        known = {int(i) for i in stored["ids"]}
-        hits = {
-            h.tmdb_id: h for h in await self._hits([(p.tmdb_id, p.relevance) for p in result.picks])
-        }
-        return RecommendationResponse(
-            k=request.k,
-            mmr_lambda=request.mmr_lambda,
-            filters=request.filters,
-            tastes=[
-                Taste(
-                    liked=[result.liked_ids[m] for m in t.members],
-                    weight=round(t.weight / sum(x.weight for x in result.tastes), 4),
-                    results=t.picked,
-                )
-                for t in result.tastes
-            ],
-            results=[
-                RecommendedMovie(**hits[p.tmdb_id].model_dump(), taste=p.taste, because=p.because)
-                for p in result.picks
-                if p.tmdb_id in hits
-            ],
-            unknown_ids=sorted(i for i in given if i not in known),
-        )
-
-    async def recommend_ids(
-        self,
-        *,
-        liked: Mapping[int, float],
-        disliked: Sequence[int],
-        exclude: set[int],
-        k: int,
-        mmr_lambda: float,
-        filters: MovieFilters,
-        params: TasteParams | None = None,
-    ) -> Recommendations:
-        """The recommendation algorithm (marquee_search.taste) over Chroma and the mirror."""
-        mirror = self.mirror
-
-        def prior(ids: Sequence[int]) -> NDArray[np.float64]:
-            if mirror is None:
-                return np.zeros(len(ids))
-            values = mirror.popularity_prior()
-            rows = [mirror.row(i) for i in ids]
-            return np.asarray([0.0 if r is None else values[r] for r in rows])
-
-        def popular(n: int) -> list[int]:
-            if mirror is None:
-                return []
-            return mirror.top(mirror.votes, mirror.mask(filters), n)
-
-        return await recommend(
-            _ChromaVectors(self),
-            liked=liked,
-            disliked=disliked,
-            exclude=exclude,
-            k=k,
-            mmr_lambda=mmr_lambda,
-            filters=filters,
-            prior=prior,
-            popular=popular,
-            params=params or self.tuning.taste,
-        )
+    async def stored_ids(self, ids: Sequence[int]) -> set[int]:
+        """Which of ``ids`` the index holds."""
+        if not ids:
+            return set()
+        got = await self._collection.get(ids=[record_id(i) for i in ids], include=[])
+        return {int(i) for i in got["ids"]}
 
     async def count(self) -> int:
         return await self._collection.count()
-
-
-class _ChromaVectors:
-    """The VectorStore the recommender uses: Chroma, through the engine's filter policy."""
-
-    def __init__(self, engine: SearchEngine) -> None:
-        self._engine = engine
-
-    async def vectors(self, ids: Sequence[int]) -> dict[int, NDArray[np.float32]]:
-        return await self._engine.vectors(ids)
-
-    async def nearest(
-        self, queries: NDArray[np.float32], n: int, filters: MovieFilters, exclude: frozenset[int]
-    ) -> list[list[tuple[int, NDArray[np.float32]]]]:
-        found = await asyncio.gather(
-            *(self._engine.nearest(q, n, filters, exclude=exclude, vectors=True) for q in queries)
-        )
-        return [[(x.tmdb_id, x.vector) for x in hits if x.vector is not None] for hits in found]

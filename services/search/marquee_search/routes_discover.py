@@ -6,6 +6,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 
+from marquee_search.recommender import Recommender
 from marquee_search.routes import Engine
 from marquee_shared.api import (
     BrowseParams,
@@ -52,4 +53,4 @@ async def top_rated(params: Annotated[BrowseParams, Query()], engine: Engine) ->
 
 @router.post("/recommendations")
 async def recommendations(request: RecommendationRequest, engine: Engine) -> RecommendationResponse:
-    return await engine.recommend(request)
+    return await Recommender(engine).recommend(request)
