@@ -194,11 +194,14 @@ async def main(args: argparse.Namespace) -> int:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", required=True, help="the tuned model's folder")
+    p.add_argument(
+        "--model", required=True, help="movie-tuned (the packaged bundle) or a model's folder"
+    )
     p.add_argument("--split", choices=("movie", "random"), default="movie")
     p.add_argument("--write", action="store_true", help="update docs/evaluation.md")
     args = p.parse_args(argv)
-    args.model = os.path.abspath(args.model)
+    if args.model != "movie-tuned":  # a MODEL setting name stays a name
+        args.model = os.path.abspath(args.model)
     return args
 
 
