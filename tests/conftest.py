@@ -19,14 +19,12 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "scripts"))
+sys.path.insert(0, str(ROOT / "scripts"))  # devstack, the module `make run` runs
 
 import devstack  # noqa: E402
 from tests.fakes.anthropic import FakeAnthropic  # noqa: E402
 from tests.support import servers  # noqa: E402
-
-SHARED_DATA = ROOT.parent / "shared" / "data"
-CATALOG_CSV = SHARED_DATA / "catalog" / "movies.csv"
+from tests.support.paths import CATALOG_CSV  # noqa: E402
 
 
 def _start(proc: devstack.Proc, probe: object, what: str, timeout: float) -> devstack.Proc:

@@ -23,7 +23,7 @@ import pytest
 from chromadb.config import Settings as ChromaSettings
 
 import devstack
-from tests.e2e.conftest import start_or_fail, wait_applied
+from tests.support.stack import start_or_fail, wait_applied
 
 pytestmark = [pytest.mark.e2e, pytest.mark.shared_data]
 

@@ -6,8 +6,8 @@ import httpx
 import pytest
 
 import devstack
-from tests.e2e.conftest import embedder_metric, start_or_fail, wait_applied
 from tests.support.ingest import DEMO_IDS
+from tests.support.stack import embedder_metric, start_or_fail, wait_applied
 
 pytestmark = pytest.mark.e2e
 

@@ -8,7 +8,7 @@ import json
 import pytest
 
 import devstack
-from tests.e2e.conftest import embedder_metric, start_or_fail, wait_applied
+from tests.support.stack import embedder_metric, start_or_fail, wait_applied
 
 pytestmark = [pytest.mark.e2e, pytest.mark.shared_data]
 

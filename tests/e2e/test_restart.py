@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import devstack
-from tests.e2e.conftest import start_or_fail
+from tests.support.stack import start_or_fail
 
 pytestmark = pytest.mark.e2e
 

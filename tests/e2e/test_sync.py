@@ -11,8 +11,8 @@ import httpx
 import pytest
 
 import devstack
-from tests.e2e.conftest import embedder_metric, start_or_fail, wait_applied
 from tests.fakes.tmdb import FakeTmdb, tmdb_movie
+from tests.support.stack import embedder_metric, start_or_fail, wait_applied
 
 pytestmark = pytest.mark.e2e
 

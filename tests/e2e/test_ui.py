@@ -25,9 +25,9 @@ from playwright.sync_api import Browser, Page, Request, Route, expect, sync_play
 import devstack
 from marquee_shared.api import MAX_QUERY_CHARS
 from marquee_shared.events import CATALOG_STREAM, Movie, MovieFetched, encode_event
-from tests.e2e.conftest import wait_applied
 from tests.fakes.tmdb_images import FakeTmdbImages
 from tests.support.ingest import DEMO_IDS
+from tests.support.stack import wait_applied
 
 pytestmark = pytest.mark.e2e
 

@@ -23,11 +23,14 @@ class FaultyProxy:
         self.stall_s = 0.0
         self.stalled = 0
         self.down = False
+        self.refused = 0
+        """Requests dropped while ``down``: evidence that clients kept trying."""
         self.injected = 0
         self.url = ""
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         if self.down:
+            self.refused += 1
             # Drop the connection, as a crashed server would.
             if request.transport is not None:
                 request.transport.close()

@@ -31,8 +31,8 @@ from marquee_ingest.settings import IngestSettings
 from marquee_ingest.tmdb import TmdbClient, TmdbError
 from tests.fakes.anthropic import FakeAnthropic
 from tests.fakes.tmdb import FakeTmdb, tmdb_movie
-from tests.integration.explainer.conftest import MOVIES, index_movies
 from tests.support.asgi import serve
+from tests.support.explainer import MOVIES, index_movies
 
 pytestmark = pytest.mark.integration
 

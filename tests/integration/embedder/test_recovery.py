@@ -89,7 +89,13 @@ async def test_chroma_outage_keeps_events_pending_and_they_apply_when_it_returns
             await wait_until(
                 lambda: _pending_is(redis, 20), what="all pending while Chroma is down"
             )
-            await asyncio.sleep(1)
+            # The embedder keeps trying (its reads back off), and acknowledges nothing.
+            tried = proxy.refused
+
+            async def retried() -> bool:
+                return proxy.refused >= tried + 2
+
+            await wait_until(retried, timeout=30, what="the embedder retrying against Chroma")
             assert await _pending_is(redis, 20)
             proxy.down = False
             await wait_until(

@@ -23,8 +23,8 @@ from tests.fakes.anthropic import (
     text_answer,
     tool_answer,
 )
-from tests.integration.explainer.conftest import BY_ID, index_movies, post
 from tests.support.asgi import serve
+from tests.support.explainer import BY_ID, index_movies, post
 
 pytestmark = pytest.mark.integration
 

@@ -8,8 +8,8 @@ import pytest
 
 from marquee_gateway.app import create_app as create_gateway
 from marquee_gateway.settings import GatewaySettings
-from tests.integration.explainer.conftest import post
 from tests.support.asgi import serve
+from tests.support.explainer import post
 
 pytestmark = pytest.mark.integration
 

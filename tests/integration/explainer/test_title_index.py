@@ -7,7 +7,7 @@ import pytest
 
 from marquee_explainer.catalog import Catalog, CatalogTitles
 from marquee_shared.chroma import open_collection
-from tests.integration.explainer.conftest import MOVIES, index_movies, movie
+from tests.support.explainer import MOVIES, index_movies, movie
 
 pytestmark = pytest.mark.integration
 

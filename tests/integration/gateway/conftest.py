@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,9 +22,7 @@ from marquee_search.settings import SearchSettings
 from marquee_shared.chroma import open_collection
 from marquee_shared.events import Movie, MovieFetched
 from tests.support.asgi import serve
-
-API_KEY = "test-key-one"
-OTHER_KEY = "test-key-two"
+from tests.support.gateway import API_KEY, OTHER_KEY, Gateway
 
 MOVIES = [
     Movie(
@@ -104,9 +102,6 @@ async def search_url(
     )
     async with serve(create_search(settings, encoder=encoder)) as url:
         yield url
-
-
-Gateway = Callable[..., contextlib.AbstractAsyncContextManager[str]]
 
 
 @pytest.fixture

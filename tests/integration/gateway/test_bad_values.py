@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from marquee_shared.events import CATALOG_STREAM
-from tests.integration.gateway.conftest import API_KEY
+from tests.support.gateway import API_KEY
 
 pytestmark = pytest.mark.integration
 

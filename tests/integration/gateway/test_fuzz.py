@@ -29,8 +29,8 @@ from marquee_ingest.settings import IngestSettings
 from marquee_search.app import create_app as create_search
 from marquee_search.settings import SearchSettings
 from marquee_shared.api import TMDB_GENRES
-from tests.integration.gateway.conftest import API_KEY
 from tests.support.asgi import serve
+from tests.support.gateway import API_KEY
 
 pytestmark = pytest.mark.integration
 

@@ -18,7 +18,7 @@ from marquee_gateway.limits import MAX_QUERY_STRING_BYTES, max_query_string_byte
 from marquee_gateway.ratelimit import RateLimiter
 from marquee_shared.api import MAX_QUERY_CHARS, TMDB_GENRES
 from marquee_shared.events import CATALOG_STREAM, MAX_EVENT_BYTES
-from tests.integration.gateway.conftest import API_KEY, OTHER_KEY
+from tests.support.gateway import API_KEY, OTHER_KEY
 
 pytestmark = pytest.mark.integration
 

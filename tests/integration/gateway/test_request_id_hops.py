@@ -9,7 +9,7 @@ import re
 import httpx
 import pytest
 
-from tests.integration.gateway.conftest import Gateway
+from tests.support.gateway import Gateway
 
 pytestmark = pytest.mark.integration
 

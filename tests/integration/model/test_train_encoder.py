@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from marquee_shared.events import Movie
-from tests.conftest import ROOT
+from tests.support.paths import ROOT
 
 sys.path.insert(0, str(ROOT / "bench"))
 

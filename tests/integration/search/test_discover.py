@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from marquee_shared.api import MAX_TASTE_IDS
-from tests.integration.search.conftest import get, ids, post
 from tests.integration.search.movies import BY_ID, HORROR, MUSICALS, TRAP
+from tests.support.search import get, ids, post
 
 pytestmark = pytest.mark.integration
 

@@ -9,13 +9,13 @@ from marquee_search.catalog import CatalogMirror
 from marquee_search.sync import IndexSync
 from marquee_shared.api import MovieFilters
 from marquee_shared.chroma import open_collection
-from tests.integration.search.conftest import (
+from tests.integration.search.movies import BY_ID, VILLENEUVE
+from tests.support.search import (
     CHANGES,
     get,
     ids,
     search_replica,
 )
-from tests.integration.search.movies import BY_ID, VILLENEUVE
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration

@@ -24,8 +24,8 @@ from tests.fakes.anthropic import (
     reversed_ranking,
     tool_call,
 )
-from tests.integration.search.conftest import CHANGES, get
 from tests.support.asgi import serve
+from tests.support.search import CHANGES, get
 
 pytestmark = pytest.mark.integration
 

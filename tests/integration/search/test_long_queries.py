@@ -23,9 +23,9 @@ from marquee_search.app import create_app as create_search
 from marquee_search.settings import SearchSettings
 from marquee_shared.api import MAX_QUERY_CHARS, QUERY_CHARS_CEILING
 from marquee_shared.chroma import open_collection
-from tests.integration.search.conftest import CHANGES, Catalog
 from tests.integration.search.movies import MOVIES
 from tests.support.asgi import serve
+from tests.support.search import CHANGES, Catalog
 
 pytestmark = pytest.mark.integration
 

@@ -15,9 +15,9 @@ from marquee_gateway.settings import GatewaySettings
 from marquee_search.app import create_app as create_search
 from marquee_shared.chroma import MODEL_KEY
 from marquee_shared.model.resolve import resolve_model
-from tests.integration.search.conftest import Catalog, search_settings
 from tests.support.asgi import serve
 from tests.support.chroma import chroma_client, create_collection, stamp_of
+from tests.support.search import Catalog, search_settings
 
 pytestmark = pytest.mark.integration
 

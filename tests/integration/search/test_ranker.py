@@ -8,9 +8,9 @@ import pytest
 
 from marquee_search.app import create_app as create_search
 from marquee_search.ranker import DEFAULT_MODEL, LearnedRanker, RankerModelError
-from tests.integration.search.conftest import get, search_settings
 from tests.integration.search.movies import MOVIES
 from tests.support.asgi import serve
+from tests.support.search import get, search_settings
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration

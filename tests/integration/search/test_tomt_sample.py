@@ -15,8 +15,8 @@ import httpx
 import pytest
 
 from marquee_shared.api import MAX_QUERY_CHARS
-from tests.conftest import SHARED_DATA
-from tests.integration.search.conftest import Catalog, search_replica
+from tests.support.paths import SHARED_DATA
+from tests.support.search import Catalog, search_replica
 
 pytestmark = [pytest.mark.integration, pytest.mark.shared_data]
 

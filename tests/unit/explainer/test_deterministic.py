@@ -8,7 +8,7 @@ import pytest
 
 from marquee_explainer.deterministic import deterministic_draft
 from marquee_explainer.validation import validate
-from tests.unit.explainer.conftest import (
+from tests.support.explainer_catalog import (
     ALIEN,
     CATALOG,
     DUEL,

@@ -6,7 +6,7 @@ import pytest
 
 from marquee_explainer.facts import decade, fact_mentioned, query_decades, stem
 from marquee_shared.api import Fact
-from tests.unit.explainer.conftest import (
+from tests.support.explainer_catalog import (
     ALIEN,
     DUEL,
     JAWS,

@@ -6,7 +6,7 @@ import json
 import re
 
 from marquee_explainer.prompt import TOOL_NAME, request_params, retry_messages
-from tests.unit.explainer.conftest import (
+from tests.support.explainer_catalog import (
     ALIEN,
     DUEL,
     JAWS,

@@ -12,7 +12,7 @@ from marquee_explainer.titles import TitleIndex
 from marquee_explainer.validation import Draft, validate
 from marquee_ingest.sources import read_catalog_csv
 from marquee_shared.events import Movie
-from tests.unit.explainer.conftest import make_taste
+from tests.support.explainer_catalog import make_taste
 
 pytestmark = pytest.mark.shared_data
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from marquee_explainer.validation import Draft, validate
-from tests.unit.explainer.conftest import ALIEN, DUEL, JAWS, JAWS_2, SPIELBERG_DOC, make_taste
+from tests.support.explainer_catalog import ALIEN, DUEL, JAWS, JAWS_2, SPIELBERG_DOC, make_taste
 
 
 def check(index, text: str, cited: list[int] | None = None, refs: list[str] | None = None):

@@ -12,7 +12,7 @@ from marquee_shared.model.encoder import load_encoder
 from marquee_shared.model.files import ModelError, verify_bundle
 from marquee_shared.model.identity import model_id
 from marquee_shared.model.windows import Windower, WindowParams
-from tests.unit.model.conftest import write_bundle
+from tests.support.model_folders import write_bundle
 
 
 def test_an_intact_bundle_verifies(bundle: Path) -> None:

@@ -10,7 +10,7 @@ import pytest
 
 from marquee_shared.model.files import ModelError
 from marquee_shared.model.identity import ModelId, model_id
-from tests.unit.model.conftest import write_bundle, write_st_folder
+from tests.support.model_folders import write_bundle, write_st_folder
 
 
 def test_the_id_reads_name_version_and_digest() -> None:

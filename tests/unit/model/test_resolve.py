@@ -10,7 +10,7 @@ from marquee_shared.model import resolve
 from marquee_shared.model.encoder import default_model_path
 from marquee_shared.model.files import ModelError
 from marquee_shared.model.resolve import resolve_model
-from tests.unit.model.conftest import write_bundle
+from tests.support.model_folders import write_bundle
 
 
 def test_stock_is_the_packaged_minilm() -> None:

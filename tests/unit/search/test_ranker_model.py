@@ -10,7 +10,7 @@ import pytest
 
 from marquee_search.features import FEATURE_NAMES
 from marquee_search.ranker import DEFAULT_MODEL, LearnedRanker, RankerModelError
-from tests.conftest import ROOT
+from tests.support.paths import ROOT
 
 sys.path.insert(0, str(ROOT / "bench"))
 
