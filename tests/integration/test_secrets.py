@@ -41,7 +41,8 @@ INTERNAL_TOKEN = f"internal-{secrets.token_hex(12)}"
 ANTHROPIC_KEY = f"sk-ant-api03-{secrets.token_hex(16)}"
 TMDB_API_KEY = f"tmdbkey{secrets.token_hex(12)}"
 TMDB_READ_TOKEN = f"eyJtmdb.{secrets.token_hex(24)}"
-SECRETS = [*API_KEYS, INTERNAL_TOKEN, ANTHROPIC_KEY, TMDB_API_KEY, TMDB_READ_TOKEN]
+CHROMA_TOKEN = f"chroma-{secrets.token_hex(12)}"
+SECRETS = [*API_KEYS, INTERNAL_TOKEN, ANTHROPIC_KEY, TMDB_API_KEY, TMDB_READ_TOKEN, CHROMA_TOKEN]
 
 JAWS, JAWS_2 = 578, 579
 
@@ -103,6 +104,7 @@ async def services(redis_url: str, chroma_url: str, encoder: Any) -> AsyncIterat
                 **common,
                 chroma_url=chroma_url,
                 chroma_collection=collection,
+                chroma_token=CHROMA_TOKEN,  # the test Chroma has no proxy: sent, not checked
                 anthropic_api_key=ANTHROPIC_KEY,  # refused by the fake: an upstream 401
                 anthropic_base_url=anthropic.url,
                 timeout_s=5.0,
