@@ -22,7 +22,12 @@ from redis.exceptions import RedisError
 
 from marquee_embedder import self_repair
 from marquee_embedder.backfill import Backfill
-from marquee_embedder.consumer import BatchProcessor, IndexUnavailableError, StreamFieldsFormat
+from marquee_embedder.consumer import (
+    INDEX_AWAY,
+    BatchProcessor,
+    IndexUnavailableError,
+    StreamFieldsFormat,
+)
 from marquee_embedder.indexer import CatalogIndexer
 from marquee_embedder.ledger import Ledger
 from marquee_embedder.migration import MigrationStore
@@ -156,6 +161,7 @@ def create_app(
         except IndexUnavailableError as exc:
             # Leave the batch pending (the recovery loop re-applies it once Chroma is back)
             # and slow the reading down instead of pulling the whole stream into the PEL.
+            INDEX_AWAY.labels("batch").inc()
             delay = backoff.next()
             log.warning(
                 "index_unavailable", error=str(exc), entries=len(entry_ids), retry_in_s=delay

@@ -47,6 +47,12 @@ EVENTS = Counter(
     ["outcome"],
 )
 ACKED = Counter("marquee_embedder_acked_total", "Stream entries acknowledged")
+INDEX_AWAY = Counter(
+    "marquee_embedder_index_unavailable_total",
+    "Times Chroma could not be reached, by what found it away: a batch (left pending, reading "
+    "slowed by a backoff) or the recovery loop (pending work left untouched until it is back)",
+    ["by"],
+)
 BATCH_SECONDS = Histogram(
     "marquee_embedder_batch_seconds",
     "Time to apply one batch (decode, embed, write to Chroma)",

@@ -35,6 +35,7 @@ from prometheus_client import Counter, Gauge
 from redis.exceptions import RedisError, ResponseError
 
 from marquee_embedder.consumer import (
+    INDEX_AWAY,
     BatchProcessor,
     DeadLetter,
     IndexUnavailableError,
@@ -123,6 +124,7 @@ class Recovery:
         try:
             await self._index_ok()
         except Exception as exc:  # noqa: BLE001 - any failure means: do not touch pending work now
+            INDEX_AWAY.labels("recovery").inc()
             log.info("recovery_waiting_for_index", error=repr(exc))
             return
         await self.claim_abandoned()

@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import numpy as np
 import pytest
+from prometheus_client import REGISTRY
 
 from marquee_embedder.app import create_app
 from marquee_shared.events import (
@@ -22,6 +24,7 @@ from tests.support.asgi import serve
 from tests.support.chroma import chroma_collection
 from tests.support.embedder import settings_for, wait_drained
 from tests.support.movies import JAWS, MATRIX, fetched
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -168,7 +171,14 @@ async def test_events_stay_pending_when_chroma_cannot_take_them(
                     break
                 await asyncio.sleep(0.1)
             assert pending == 2
-            await asyncio.sleep(1)  # and they stay pending: nothing acknowledged by mistake
+            # And they stay pending while the embedder keeps finding Chroma away: nothing is
+            # acknowledged by mistake.
+            tried = unavailable_batches()
+            await wait_until(
+                lambda: _more_than(unavailable_batches, tried + 1),
+                timeout=30,
+                what="another attempt with Chroma away",
+            )
             assert (await redis.xpending(CATALOG_STREAM, "embedders"))["pending"] == 2
             async with httpx.AsyncClient() as client:
                 ready = await client.get(base + "/ready")
@@ -211,3 +221,14 @@ async def test_written_records_are_announced_on_the_index_changelog(
         [("578", JAWS.content_hash()), ("603", MATRIX.content_hash())]
     )
     assert changes[2:] == [("603", "")]
+
+
+def unavailable_batches() -> float:
+    return sum(
+        REGISTRY.get_sample_value("marquee_embedder_index_unavailable_total", {"by": by}) or 0.0
+        for by in ("batch", "recovery")
+    )
+
+
+async def _more_than(value: Any, bound: float) -> bool:
+    return bool(value() >= bound)
