@@ -46,10 +46,15 @@ def clustered(rng: np.random.Generator, centers: np.ndarray, n: int) -> np.ndarr
 
 
 def not_returned(collection: Any, ids: list[str], n_results: int) -> set[int]:
-    """Records a query with their own stored vector does not return among n_results."""
+    """Records a query with their own stored vector does not return among n_results (a record
+    that is not there at all, e.g. deleted by a repair under way, counts as not returned)."""
     lost: set[int] = set()
     for start in range(0, len(ids), 100):
-        got = collection.get(ids=ids[start : start + 100], include=["embeddings"])
+        wanted = ids[start : start + 100]
+        got = collection.get(ids=wanted, include=["embeddings"])
+        lost |= {int(i) for i in set(wanted) - set(got["ids"])}
+        if not got["ids"]:
+            continue
         found = collection.query(
             query_embeddings=np.asarray(got["embeddings"]), n_results=n_results, include=[]
         )
