@@ -15,6 +15,7 @@ from redis.asyncio import Redis
 
 from marquee_gateway.backends import Backend
 from marquee_gateway.settings import GatewaySettings
+from marquee_shared.api import ErrorResponse
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterable
@@ -56,3 +57,11 @@ async def require_api_key(
     keys = (k.get_secret_value().encode() for k in settings.api_keys)
     if not is_configured_key(x_api_key.encode(), keys):
         raise HTTPException(403, "invalid API key")
+
+
+REDIS_ADMIN_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorResponse, "description": "No X-API-Key header."},
+    403: {"model": ErrorResponse, "description": "Unknown API key."},
+    503: {"model": ErrorResponse, "description": "Redis is unavailable."},
+}
+"""The errors of the admin routes that read Redis directly (dead letters, model migration)."""

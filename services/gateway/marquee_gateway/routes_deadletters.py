@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 from redis.exceptions import RedisError
 
 from marquee_gateway.backends import BackendUnavailableError
-from marquee_gateway.deps import RedisDep, require_api_key
+from marquee_gateway.deps import REDIS_ADMIN_ERRORS, RedisDep, require_api_key
 from marquee_shared import deadletters
 from marquee_shared.api import ErrorResponse
 from marquee_shared.deadletters import DeadLetterRecord
@@ -23,11 +23,7 @@ router = APIRouter(
     route_class=StrictJSONRoute,
     tags=["admin"],
     dependencies=[Depends(require_api_key)],
-    responses={
-        401: {"model": ErrorResponse, "description": "No X-API-Key header."},
-        403: {"model": ErrorResponse, "description": "Unknown API key."},
-        503: {"model": ErrorResponse, "description": "Redis is unavailable."},
-    },
+    responses=REDIS_ADMIN_ERRORS,
 )
 
 
