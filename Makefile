@@ -29,7 +29,9 @@ $(STAMP):
 	$(BIN)/pip install -q --upgrade pip
 	@# torch first, pinned: the CPU build (an unpinned torch pulls a multi-GB CUDA build).
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -c constraints.txt -r requirements-dev.txt $(addprefix -e ,$(PACKAGES))
+	@# shared[torch]: development needs the torch backend and the ONNX export; the images do not.
+	$(BIN)/pip install -q -c constraints.txt -r requirements-dev.txt -e 'shared[torch]' \
+		$(addprefix -e ,$(PACKAGES))
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 

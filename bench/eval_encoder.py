@@ -197,7 +197,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--model", required=True, help="movie-tuned (the packaged bundle) or a model's folder"
     )
-    p.add_argument("--split", choices=("movie", "random"), default="movie")
+    p.add_argument("--split", choices=train_encoder.SPLITS, default="movie")
     p.add_argument("--write", action="store_true", help="update docs/evaluation.md")
     args = p.parse_args(argv)
     if args.model != "movie-tuned":  # a MODEL setting name stays a name

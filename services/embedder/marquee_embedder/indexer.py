@@ -22,11 +22,11 @@ from marquee_shared.events import MovieDeleted, MovieFetched
 from marquee_shared.index import movie_document, movie_metadata, record_id
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
 
     from chromadb.api.models.AsyncCollection import AsyncCollection
 
-    from marquee_embedder.ledger import Ledger
+    from marquee_embedder.ledger import Ledger, LedgerEntry
     from marquee_embedder.targets import IndexTarget, IndexTargets
     from marquee_shared.model.encoder import Encoder
 
@@ -73,17 +73,8 @@ class CatalogIndexer:
         acknowledging them.
         """
         result = ApplyResult()
-        newest: dict[int, MovieFetched | MovieDeleted] = {}
-        for event in events:
-            tmdb_id = _tmdb_id(event)
-            held = newest.get(tmdb_id)
-            if held is not None:
-                result.add("superseded")
-                if held.occurred_at > event.occurred_at:
-                    continue
-            newest[tmdb_id] = event
-
-        chosen = list(newest.values())
+        chosen = newest_per_movie(events)
+        result.add("superseded", len(events) - len(chosen))
         # Read before the ledger is written: a migration that starts in between is covered by
         # its verification, which re-applies whatever the target lacks.
         targets = await self._targets.resolve() if self._targets is not None else None
@@ -95,14 +86,7 @@ class CatalogIndexer:
         # Another replica may have recorded a newer version while we wrote this one, and
         # written it before us: re-check the ledger and converge on its latest version.
         for _ in range(3):
-            latest = await self._ledger.latest(_tmdb_id(e) for e in current)
-            behind = [
-                entry.event
-                for e in current
-                if (entry := latest.get(_tmdb_id(e))) is not None
-                and entry.event is not None  # unreadable (logged): nothing to converge on
-                and entry.content_hash != _content_hash(e)
-            ]
+            behind = behind_the_ledger(current, await self._ledger.latest(map(_tmdb_id, current)))
             if not behind:
                 break
             result.add("converged", len(behind))
@@ -120,14 +104,7 @@ class CatalogIndexer:
         current = list(events)
         await self._write_to(target.collection, target.encoder, current, result)
         for _ in range(3):
-            latest = await self._ledger.latest(_tmdb_id(e) for e in current)
-            behind = [
-                entry.event
-                for e in current
-                if (entry := latest.get(_tmdb_id(e))) is not None
-                and entry.event is not None
-                and entry.content_hash != _content_hash(e)
-            ]
+            behind = behind_the_ledger(current, await self._ledger.latest(map(_tmdb_id, current)))
             if not behind:
                 break
             result.add("converged", len(behind))
@@ -224,6 +201,34 @@ class CatalogIndexer:
             )
             result.add("embedded", len(to_embed))
             result.changed.update({e.movie.tmdb_id: e.movie.content_hash() for e in to_embed})
+
+
+def newest_per_movie(
+    events: Sequence[MovieFetched | MovieDeleted],
+) -> list[MovieFetched | MovieDeleted]:
+    """One event per movie: the one that occurred last (on a tie, the later in the batch, as
+    the stream delivered it). The others are superseded within the batch."""
+    newest: dict[int, MovieFetched | MovieDeleted] = {}
+    for event in events:
+        held = newest.get(_tmdb_id(event))
+        if held is None or event.occurred_at >= held.occurred_at:
+            newest[_tmdb_id(event)] = event
+    return list(newest.values())
+
+
+def behind_the_ledger(
+    written: Sequence[MovieFetched | MovieDeleted], latest: Mapping[int, LedgerEntry]
+) -> list[MovieFetched | MovieDeleted]:
+    """The ledger's newer versions of movies just written: another replica recorded them while
+    this one wrote, and may have written them first. An entry the ledger cannot read (logged
+    where it was read) has nothing to converge on."""
+    return [
+        entry.event
+        for e in written
+        if (entry := latest.get(_tmdb_id(e))) is not None
+        and entry.event is not None
+        and entry.content_hash != _content_hash(e)
+    ]
 
 
 def _tmdb_id(event: MovieFetched | MovieDeleted) -> int:

@@ -27,7 +27,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -84,6 +85,44 @@ CONSUMERS_DELETED = Counter(
 
 LIVE_WITHIN_TICKS = 3
 """A replica counts as live while its last heartbeat is at most this many recovery ticks old."""
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """Claimed entries, sorted: those to park in the dead-letter stream, those to apply again."""
+
+    poison: list[DeadLetter]
+    retry_ids: list[str]
+    retry_fields: list[dict[str, str]]
+
+
+def triage_claimed(
+    entries: Sequence[tuple[Any, Any]],
+    deliveries: Mapping[str, int],
+    errors: Sequence[Any],
+    *,
+    max_deliveries: int,
+) -> Claimed:
+    """Sort claimed entries (as XAUTOCLAIM returns them: id and raw fields) by how often each
+    was delivered (XPENDING, counting this claim; 1 when Redis no longer says): an entry
+    delivered more than ``max_deliveries`` times is poison and carries its last recorded error
+    (``errors``, in the order of ``entries``) to the dead-letter stream; the rest are applied
+    again."""
+    claimed = Claimed([], [], [])
+    for (entry_id, raw), error in zip(entries, errors, strict=True):
+        eid = as_text(entry_id)
+        fields = entry_fields(raw or {})
+        count = deliveries.get(eid, 1)
+        if count > max_deliveries:
+            reason = as_text(error) if error else "failed on every delivery (no error recorded)"
+            failed = count - 1  # this delivery is the claim itself, not a failure yet
+            claimed.poison.append(
+                DeadLetter(eid, fields, f"gave up after {failed} deliveries: {reason}", failed)
+            )
+        else:
+            claimed.retry_ids.append(eid)
+            claimed.retry_fields.append(fields)
+    return claimed
 
 
 class Recovery:
@@ -217,31 +256,17 @@ class Recovery:
         ids = [as_text(entry_id) for entry_id, _ in entries]
         deliveries = await self._deliveries(ids)
         errors = await self._redis.hmget(self._processor.errors_key, ids)
-        poison: list[DeadLetter] = []
-        retry_ids: list[str] = []
-        retry_fields: list[dict[str, str]] = []
-        for (entry_id, raw), error in zip(entries, errors, strict=True):
-            eid = as_text(entry_id)
-            fields = entry_fields(raw or {})
-            count = deliveries.get(eid, 1)
-            if count > s.max_deliveries:
-                reason = as_text(error) if error else "failed on every delivery (no error recorded)"
-                poison.append(
-                    DeadLetter(
-                        eid, fields, f"gave up after {count - 1} deliveries: {reason}", count - 1
-                    )
-                )
-            else:
-                retry_ids.append(eid)
-                retry_fields.append(fields)
-        log.info("entries_claimed", claimed=len(ids), poison=len(poison))
-        if poison:
-            await self._processor.dead_letter(poison)
-        if retry_ids:
+        claimed = triage_claimed(entries, deliveries, errors, max_deliveries=s.max_deliveries)
+        log.info("entries_claimed", claimed=len(ids), poison=len(claimed.poison))
+        if claimed.poison:
+            await self._processor.dead_letter(claimed.poison)
+        if claimed.retry_ids:
             try:
-                await self._processor.process(retry_ids, retry_fields)
+                await self._processor.process(claimed.retry_ids, claimed.retry_fields)
             except IndexUnavailableError as exc:
-                log.warning("claimed_entries_left_pending", error=str(exc), entries=len(retry_ids))
+                log.warning(
+                    "claimed_entries_left_pending", error=str(exc), entries=len(claimed.retry_ids)
+                )
 
     async def _deliveries(self, ids: list[str]) -> dict[str, int]:
         s = self._settings

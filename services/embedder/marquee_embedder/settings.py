@@ -49,7 +49,8 @@ class EmbedderSettings(CommonSettings):
         default="onnx-int8",
         description="Model runtime: onnx-int8 (the default: the fastest whose quality holds, about "
         "2x fp32's throughput on AVX-512 VNNI, cosine 0.99 to fp32, tomt_dev recall@10 within "
-        "half a point; docs/performance.md), onnx (fp32, the same vectors as torch) or torch. "
+        "half a point; docs/performance.md), onnx (fp32, the same vectors as torch) or torch "
+        "(needs the torch extra: pip install 'marquee-embedder[torch]'). "
         "Keep it the same as search's, so queries and documents are embedded alike.",
     )
     onnx_cache_dir: Path | None = Field(

@@ -16,6 +16,7 @@ from redis.exceptions import RedisError
 from marquee_ingest.lock import lock_holder
 from marquee_ingest.sync import utc_now
 from marquee_shared.api import SyncRun, SyncStatus
+from marquee_shared.backoff import Backoff
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -43,14 +44,18 @@ class SyncService:
         schedule: Schedule | None,
         *,
         poll_seconds: float = 15.0,
-        retry_seconds: float = 5.0,
+        retry_first_s: float = 0.5,
+        retry_cap_s: float = 5.0,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
+        """``retry_first_s``/``retry_cap_s``: while Redis is away, the seeding and the schedule
+        try again after delays that double from the first to the cap (with jitter, so
+        instances that lost Redis together do not come back together)."""
         self.sync = sync
         self.schedule = schedule
         self.next_run_at: datetime | None = None
         self._poll = poll_seconds
-        self._retry = retry_seconds
+        self._retry = (retry_first_s, retry_cap_s)
         self._clock = clock
         self._tasks: set[asyncio.Task[object]] = set()
         self._busy = False
@@ -132,12 +137,16 @@ class SyncService:
             )
             return
         log.info("schedule_on", schedule=self.schedule.describe())
+        backoff = self._backoff()
         while True:
             try:
                 await self._tick(self.schedule)
             except (RedisError, OSError) as exc:
-                log.warning("schedule_redis_unavailable", error=str(exc), retry_in=self._retry)
-                await asyncio.sleep(self._retry)
+                delay = backoff.next()
+                log.warning("schedule_redis_unavailable", error=str(exc), retry_in=delay)
+                await asyncio.sleep(delay)
+            else:
+                backoff.reset()
 
     async def _tick(self, schedule: Schedule) -> None:
         due = schedule.next_due(await self.sync.last_finished_at())
@@ -148,8 +157,8 @@ class SyncService:
             # the shared due time.
             await asyncio.sleep(min((due - now).total_seconds(), self._poll))
             return
-        if self.busy:  # an admin-triggered run is in progress here
-            await asyncio.sleep(self._retry)
+        if self.busy:  # an admin-triggered run is in progress here; look again after it
+            await asyncio.sleep(self._retry[1])
             return
         self._busy = True
         run = await self._run("schedule", due=due)
@@ -164,14 +173,17 @@ class SyncService:
 
         return step
 
+    def _backoff(self) -> Backoff:
+        return Backoff(*self._retry, jitter=True)
+
     async def _retrying(self, step: Callable[[], Awaitable[object]], what: str) -> None:
+        backoff = self._backoff()
         while True:
             try:
                 await step()
             except (RedisError, OSError) as exc:
-                log.warning(
-                    "background_step_failed", step=what, error=str(exc), retry_in=self._retry
-                )
-                await asyncio.sleep(self._retry)
+                delay = backoff.next()
+                log.warning("background_step_failed", step=what, error=str(exc), retry_in=delay)
+                await asyncio.sleep(delay)
             else:
                 return

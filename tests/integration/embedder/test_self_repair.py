@@ -10,6 +10,7 @@ query, not even one with their own vector; a fresh collection with the same vect
 from __future__ import annotations
 
 import asyncio
+import itertools
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -252,21 +253,33 @@ async def test_one_replica_checks_per_interval(redis, chroma_url, collection_nam
     chroma_client(chroma_url).create_collection(collection_name, embedding_function=None)
     _, collection = await open_collection(httpx.URL(chroma_url), collection_name)  # type: ignore[arg-type]
     ledger = Ledger(redis, LEDGER)
-    checks: list[str] = []
+    interval = 0.4
+    loop = asyncio.get_running_loop()
+    checks: list[tuple[str, float]] = []
 
     class Counting(SelfRepair):
         async def check_once(self):  # type: ignore[no-untyped-def]
-            checks.append(self._owner)
+            checks.append((self._owner, loop.time()))
             return await super().check_once()
 
     replicas = [
-        Counting(collection, ledger, redis, stream=CATALOG_STREAM, interval_s=0.4, owner=name)
+        Counting(collection, ledger, redis, stream=CATALOG_STREAM, interval_s=interval, owner=name)
         for name in ("a", "b", "c")
     ]
     tasks = [asyncio.create_task(r.run()) for r in replicas]
-    await asyncio.sleep(1.0)  # two intervals
-    for r in replicas:
-        r.stop()
-    await asyncio.gather(*tasks)
-    # One check per interval across the three, not three.
-    assert 1 <= len(checks) <= 2, checks
+
+    async def three_checks() -> bool:
+        return len(checks) >= 3
+
+    try:
+        await wait_until(three_checks, timeout=30, what="three checks", interval=0.02)
+    finally:
+        for r in replicas:
+            r.stop()
+        await asyncio.gather(*tasks)
+    # Three replicas started together, yet one check per round across them: without the lock
+    # they would check within milliseconds of each other every round. (The lock lasts 0.9 of
+    # an interval; half an interval leaves room for a busy event loop's late replies.)
+    times = [t for _, t in checks]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
+    assert all(gap >= interval / 2 for gap in gaps), checks

@@ -8,6 +8,7 @@ import pytest
 from redis.asyncio import Redis
 
 from marquee_ingest.lock import LockLostError, RedisLock, lock_holder
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -51,10 +52,14 @@ async def test_renewal_keeps_the_lock_past_its_ttl(redis: Redis) -> None:
     a, b = lock(redis, "a", ttl=0.6), lock(redis, "b", ttl=0.6)
     assert await a.acquire()
 
+    loop = asyncio.get_running_loop()
     async with a.renewed():
-        await asyncio.sleep(1.5)  # 2.5 ttls: renewed every 0.2 s meanwhile
-        assert a.held
-        assert not await b.acquire()
+        # 2.5 ttls, renewed every 0.2 s meanwhile: held, and refused to b, all along.
+        until = loop.time() + 1.5
+        while loop.time() < until:
+            assert a.held
+            assert not await b.acquire()
+            await asyncio.sleep(0.1)
     # Released on the way out.
     assert await lock_holder(redis, KEY) is None
 
@@ -63,7 +68,6 @@ async def test_an_unrenewed_lock_expires(redis: Redis) -> None:
     a, b = lock(redis, "a", ttl=0.2), lock(redis, "b")
     assert await a.acquire()
 
-    await asyncio.sleep(0.3)
-
-    assert not a.held  # it knows its ttl ran out without a renewal
-    assert await b.acquire()
+    # Once Redis has expired the key, b gets it; a knows its ttl ran out without a renewal.
+    await wait_until(b.acquire, timeout=10, what="b takes the expired lock", interval=0.02)
+    assert not a.held

@@ -56,6 +56,13 @@ def test_the_movie_split_keeps_every_request_for_a_film_on_one_side() -> None:
     )
 
 
+def test_the_tune_split_holds_out_exactly_the_reported_requests() -> None:
+    queries = [ev.Query(f"q{i}", "text", answer=i % 50) for i in range(1000)]
+    held = [q for q in queries if te.held_out(q, "tune")]
+    assert held == [q for q in queries if q.split == "report"]
+    assert 0 < len(held) < len(queries)
+
+
 def test_batches_never_hold_a_movie_twice_and_keep_every_pair() -> None:
     pairs = [te.Pair("request", f"q{i}", "doc", movie=i % 7) for i in range(40)]
     pairs += [te.Pair("title", f"t{i}", "doc", movie=i) for i in range(10)]
