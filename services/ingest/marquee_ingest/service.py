@@ -47,6 +47,7 @@ class SyncService:
         retry_first_s: float = 0.5,
         retry_cap_s: float = 5.0,
         clock: Callable[[], datetime] = utc_now,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         """``retry_first_s``/``retry_cap_s``: while Redis is away, the seeding and the schedule
         try again after delays that double from the first to the cap (with jitter, so
@@ -57,6 +58,8 @@ class SyncService:
         self._poll = poll_seconds
         self._retry = (retry_first_s, retry_cap_s)
         self._clock = clock
+        self._sleep = sleep
+        """How the background loops wait (tests pass one that records the delays)."""
         self._tasks: set[asyncio.Task[object]] = set()
         self._busy = False
         self.seeded: bool | None = None
@@ -144,7 +147,7 @@ class SyncService:
             except (RedisError, OSError) as exc:
                 delay = backoff.next()
                 log.warning("schedule_redis_unavailable", error=str(exc), retry_in=delay)
-                await asyncio.sleep(delay)
+                await self._sleep(delay)
             else:
                 backoff.reset()
 
@@ -184,6 +187,6 @@ class SyncService:
             except (RedisError, OSError) as exc:
                 delay = backoff.next()
                 log.warning("background_step_failed", step=what, error=str(exc), retry_in=delay)
-                await asyncio.sleep(delay)
+                await self._sleep(delay)
             else:
                 return

