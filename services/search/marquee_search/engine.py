@@ -426,7 +426,9 @@ class SearchEngine:
                 cues,
                 fused,
                 keyword,
-                dense_of=lambda r: (dense_score[r], head[r], best[r], mean[r]),
+                dense_of=lambda rows: np.stack(
+                    [dense_score[rows], head[rows], best[rows], mean[rows]], axis=1
+                ),
                 depth=signals_depth,
                 dense=dense,
                 kind=kind,
@@ -465,7 +467,9 @@ class SearchEngine:
             cues,
             fused,
             keyword,
-            dense_of=lambda r: tuple(p[rows_of[r]] for p in parts),
+            dense_of=lambda rows: np.stack(
+                [p[[rows_of[int(r)] for r in rows]] for p in parts], axis=1
+            ),
             depth=signals_depth,
             dense=dense,
             kind=kind,
@@ -483,7 +487,7 @@ class SearchEngine:
         fused: list[tuple[int, float]],
         keyword: Sequence[tuple[int, float]],
         *,
-        dense_of: Any,
+        dense_of: Callable[[NDArray[np.intp]], NDArray[np.float32]],
         depth: int,
         dense: Sequence[tuple[int, float]],
         kind: Kind,
@@ -495,12 +499,15 @@ class SearchEngine:
         bm25 = dict(keyword)
         head = fused[:depth]
         picked = [(i, s, r) for i, s in head if (r := mirror.row(i)) is not None]
+        rows = np.asarray([r for _, _, r in picked], np.intp)
         try:
-            parts = np.asarray([dense_of(r) for _, _, r in picked], np.float32).reshape(-1, 4)
+            # (candidates x 4): the whole request's cosine, the head's, the best and the mean
+            # window's; one gather per column rather than a tuple per candidate.
+            parts = np.asarray(dense_of(rows), np.float32).reshape(-1, 4)
         except KeyError:  # a movie the mirror holds but Chroma no longer does: skip features
             return Candidates(fused, cues, dense_ids=dense_ids, kind=kind)
         signals = CandidateSignals(
-            rows=np.asarray([r for _, _, r in picked], np.intp),
+            rows=rows,
             dense=parts[:, 0],
             dense_head=parts[:, 1],
             dense_max=parts[:, 2],
