@@ -26,8 +26,9 @@ held-out figure is about describing films the model never saw described; ``rando
 20 % of the requests by a hash of the request id (answers may overlap: the optimistic figure);
 ``tune`` trains on eval_search.py's tune split only (the ~25 % the ranker learns from) and holds
 out its report split, so that stock and tuned can be compared on issue 13's figures without
-either the encoder or the ranker having seen a reported request. The catalog pairs never use a held-out answer, a well-known-films answer
-(bench/data/wellknown.jsonl) or a film of the title/name lookup set (ranking.lookup_queries).
+either the encoder or the ranker having seen a reported request. The catalog pairs never use
+a held-out answer, a well-known-films answer (bench/data/wellknown.jsonl) or a film of the
+title/name lookup set (ranking.lookup_queries).
 
 Outputs under .data/encoder/<split>-<recipe hash>/: the fp32 model (not committed), the loss
 curve, and with export the int8 ONNX bundle; ``--ship`` copies the bundle into
