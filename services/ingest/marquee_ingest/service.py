@@ -56,7 +56,7 @@ class SyncService:
         self.schedule = schedule
         self.next_run_at: datetime | None = None
         self._poll = poll_seconds
-        self._retry = (retry_first_s, retry_cap_s)
+        self._retry_first_s, self._retry_cap_s = retry_first_s, retry_cap_s
         self._clock = clock
         self._sleep = sleep
         """How the background loops wait (tests pass one that records the delays)."""
@@ -161,7 +161,7 @@ class SyncService:
             await asyncio.sleep(min((due - now).total_seconds(), self._poll))
             return
         if self.busy:  # an admin-triggered run is in progress here; look again after it
-            await asyncio.sleep(self._retry[1])
+            await asyncio.sleep(self._retry_cap_s)
             return
         self._busy = True
         run = await self._run("schedule", due=due)
@@ -177,7 +177,7 @@ class SyncService:
         return step
 
     def _backoff(self) -> Backoff:
-        return Backoff(*self._retry, jitter=True)
+        return Backoff(self._retry_first_s, self._retry_cap_s, jitter=True)
 
     async def _retrying(self, step: Callable[[], Awaitable[object]], what: str) -> None:
         backoff = self._backoff()
